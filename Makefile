@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Nothing else is needed on a
+# fresh Linux machine with Python 3.11+ (PYTHON=python3.12 make test picks another interpreter).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR := demo_output
+
+.PHONY: demo test install clean-demo bench-smoke
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Runs the detection notebook end to end on generated (synthetic) demo data, offline.
+demo: $(STAMP)
+	$(BIN)/python -m helpers.demo --output $(DEMO_DIR)
+
+# The whole test suite, notebooks included (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra --durations=15
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_bench_smoke.py
