@@ -28,7 +28,7 @@ def test_there_are_notebooks():
 def test_no_function_or_class_definitions(path):
     for index, cell in enumerate(code_cells(path)):
         # Colab shell escapes (!pip, %cd) are not Python; blank them before parsing.
-        text = re.sub(r"^\s*[!%].*$", "", source(cell), flags=re.M)
+        text = re.sub(r"^(\s*)[!%].*$", r"\1pass", source(cell), flags=re.M)
         tree = ast.parse(text)
         defined = [node for node in ast.walk(tree)
                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))]
@@ -55,8 +55,9 @@ def test_first_form_cell_is_the_only_parameters_cell_and_later_forms_do_not_reas
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
-def test_code_cells_are_short(path):
+def test_code_cells_are_a_few_statements(path):
     for index, cell in enumerate(code_cells(path)):
-        code_lines = [line for line in source(cell).splitlines()
-                      if line.strip() and not line.strip().startswith("#") and "#@param" not in line]
-        assert len(code_lines) <= 12, f"{path.name} cell {index} has {len(code_lines)} lines of code; move logic to helpers/"
+        text = re.sub(r"^(\s*)[!%].*$", r"\1pass", source(cell), flags=re.M)
+        form_assignments = len(FORM_FIELD.findall(source(cell)))
+        statements = len(ast.parse(text).body) - form_assignments
+        assert statements <= 8, f"{path.name} cell {index} has {statements} statements; move logic to helpers/"

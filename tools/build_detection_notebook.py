@@ -1,0 +1,286 @@
+"""Writes notebooks/detection_retinanet.ipynb from the cell texts below (clean, no outputs).
+
+Editing the notebook in Jupyter/Colab is fine too; this script is how it was first written, and
+keeps a reviewable plain-text copy of every cell. Run: .venv/bin/python tools/build_detection_notebook.py
+"""
+
+import pathlib
+
+import nbformat
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CELLS = []
+
+
+def markdown(text):
+    CELLS.append(nbformat.v4.new_markdown_cell(text.strip()))
+
+
+def code(text, tags=()):
+    cell = nbformat.v4.new_code_cell(text.strip())
+    cell.metadata["cellView"] = "form"
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    CELLS.append(cell)
+
+
+markdown("""
+# Detect cells with RetinaNet — DL4Cells
+
+This notebook trains a **cell detector** on your own annotated images, checks how good it is on
+images it has never seen, and uses it on new images. You fill in forms and press ▶ on each
+cell, from top to bottom; you never need to edit code.
+
+## 0. Before you start
+
+**What detection is.** A detector finds every object of interest in an image and draws a
+*box* around it with a *class* (e.g. `RBC`, `WBC`, `Platelets`) and a *confidence score*
+between 0 and 1. This notebook uses **RetinaNet** (Lin et al. 2017) as implemented in the
+TensorFlow Model Garden.
+
+**The data it expects.** Two folders (they may be the same folder):
+- an images folder: PNG, JPEG, BMP or TIFF (8- or 16-bit, grey or colour), any size;
+- an annotations folder: one PASCAL VOC `.xml` file per image, **with the same file name**
+  (`cell_001.png` ↔ `cell_001.xml`). Make them with **LabelImg**, **CVAT** (export "PASCAL VOC
+  1.1") or **Roboflow** (export "Pascal VOC"). An `.xml` without boxes is a valid image of
+  background only.
+
+Keep a few annotated images **apart** in a second pair of folders: section 5 measures the model
+on them. Numbers measured on images the model trained on are not evidence.
+
+**How many images.** As a rule of thumb, at least 50 annotated images and a few hundred boxes per
+class; rare classes need more. The data check (section 3) counts them for you.
+
+**What you get.** Everything is written into one *run folder* `<model_path>/<model_name>/` on your
+Drive: the settings (`config.yaml`), the list of training and validation images (`split.json`),
+the training curves (`history.csv`, `plots/`), checkpoints, the exported model, a
+**training report PDF**, a **quality-control report PDF** and the predictions. Your own folders
+are never changed: nothing is moved, renamed or deleted there.
+
+**If Colab disconnects**, run the notebook again from the top with the same `model_name`:
+training resumes from the last finished epoch.
+
+**How to cite.** Lin, Goyal, Girshick, He, Dollár, *Focal Loss for Dense Object Detection*, ICCV
+2017; the TensorFlow Model Garden (github.com/tensorflow/models); von Chamier et al.,
+*Democratising deep learning for microscopy with ZeroCostDL4Mic*, Nat. Commun. 12, 2276 (2021),
+whose notebooks this one follows. The methods paragraph in the training report is written for you.
+""")
+
+markdown("""
+## 1. Your settings and the installation
+
+### 1.1 Your data and model
+Fill in the folders. On Colab, your Google Drive appears as `/content/gdrive/MyDrive/` (section 2
+connects it). Choose `preset = default` for a real training run, or `quick` for a short test run
+(a few minutes) that shows whether everything works. Leave `number_of_epochs` as `None` to take the
+preset's value (default: 50).
+""")
+
+code("""
+#@title 1.1 Your data and model { display-mode: "form" }
+#@markdown **Training data**: an images folder and a folder of PASCAL VOC .xml files.
+Training_images = "/content/gdrive/MyDrive/cells/images" #@param {type:"string"}
+Training_annotations = "/content/gdrive/MyDrive/cells/annotations" #@param {type:"string"}
+#@markdown **Test data for quality control** (images the model never trains on; empty = use the validation images, which is optimistic):
+Test_images = "" #@param {type:"string"}
+Test_annotations = "" #@param {type:"string"}
+#@markdown **New images to detect cells in** (section 6; empty = the test images):
+Prediction_images = "" #@param {type:"string"}
+#@markdown **Where to keep the model**: the run folder is `model_path/model_name`; use the same name again to resume.
+model_path = "/content/gdrive/MyDrive/DL4Cells_models" #@param {type:"string"}
+model_name = "cells_retinanet" #@param {type:"string"}
+preset = "default" #@param ["default", "quick"]
+number_of_epochs = None #@param {type:"raw"}
+#@markdown **Where the helpers are installed from** (leave as it is):
+helpers_source = "git+https://github.com/dl4cells/dl4cells@main" #@param {type:"string"}
+""", tags=("parameters",))
+
+markdown("""
+### 1.2 Install and check
+Installs the pinned versions of TensorFlow, the Model Garden and the helpers (a few minutes on
+Colab; skipped when they are already installed) and checks them. If it says the runtime must be
+restarted, choose *Runtime → Restart session* and run the notebook again from the top.
+""")
+
+code("""
+#@title 1.2 Install and check the versions
+import importlib.util
+if importlib.util.find_spec("helpers") is None:
+    !pip install --quiet "{helpers_source}"
+import helpers.notebook as notebook
+notebook.check_installation()
+""")
+
+code("""
+#@title 1.3 Is there a GPU?
+notebook.check_gpu()
+""")
+
+markdown("""
+## 2. Google Drive
+On Colab this connects your Google Drive (a window asks for permission) so that the notebook can
+read your images and save the run folder there; anywhere else it uses the local folders you typed.
+""")
+
+code("""
+#@title 2. Connect Google Drive
+storage = notebook.connect_storage()
+""")
+
+markdown("""
+## 3. Data, split, augmentation and backbone
+
+### 3.0 (Optional) Download an example dataset
+To try the notebook before annotating your own images, download one of the example datasets. The
+cell prints the folder names to paste into 1.1.
+""")
+
+code("""
+#@title 3.0 Example dataset (optional)
+Example_dataset = "none" #@param ["none", "bccd", "zerocostdl4mic_mda_mb_231"]
+notebook.download_example(Example_dataset, model_path)
+""")
+
+markdown("""
+### 3.1 Advanced settings, and a check of your data
+Every field left as `None` (or empty) takes the preset's value; the values actually used are
+printed below and saved in `config.yaml`.
+
+- **batch_size**: images per training step (lower it if the GPU runs out of memory).
+- **learning_rate**: step size of the optimiser (Adam); with a warm-up then cosine decay.
+- **validation_fraction**: share of your annotated images held out to watch training (0.15 = 15 %).
+- **image_size**: images are resized to this square size (a multiple of 128). Larger finds smaller cells but is slower.
+- **classification / box loss weights**, **focal alpha / gamma**: how the loss balances class errors, box errors and easy background; raise `focal_gamma` or lower `focal_alpha` if a frequent class drowns the rare ones.
+- **score_threshold**: detections less confident than this are not reported (QC states it next to every number).
+- **remove_background**: blanks the background by Otsu thresholding (helps on some blood smears).
+- **augmentation_factor** (3.2): how many transformed copies of each training image to add (1 = none); **rare_class_boost** gives images with rare classes more copies.
+- **backbone**, **pretrained** (3.3): the feature extractor, and whether to start from weights trained on the COCO photo dataset (`coco`, recommended) or from scratch (`none`). **continue_from**: the run folder of a model you trained before, to train it further on this data.
+
+The data check then lists every problem it finds in your data, with what to do about it, shows
+statistics and one image with its boxes, and splits your images into training and validation sets
+(the split is saved as `split.json`; your files stay where they are).
+""")
+
+code("""
+#@title 3.1 Advanced settings (None = the preset's value)
+batch_size = None #@param {type:"raw"}
+learning_rate = None #@param {type:"raw"}
+validation_fraction = None #@param {type:"raw"}
+image_size = None #@param {type:"raw"}
+classification_loss_weight = None #@param {type:"raw"}
+box_loss_weight = None #@param {type:"raw"}
+focal_alpha = None #@param {type:"raw"}
+focal_gamma = None #@param {type:"raw"}
+score_threshold = None #@param {type:"raw"}
+remove_background = None #@param {type:"raw"}
+augmentation_factor = None #@param {type:"raw"}
+rare_class_boost = None #@param {type:"raw"}
+backbone = "" #@param ["", "spinenet49_mobile", "resnet50_fpn", "spinenet49", "mobilenetv2_fpn"]
+pretrained = "" #@param ["", "coco", "none"]
+continue_from = "" #@param {type:"string"}
+""")
+
+code("""
+#@title 3.1 Check the data and split it
+import helpers.detection.workflow as workflow
+session = workflow.start(
+    preset, images_dir=Training_images, annotations_dir=Training_annotations, model_path=model_path,
+    model_name=model_name, epochs=number_of_epochs, batch_size=batch_size, learning_rate=learning_rate,
+    validation_fraction=validation_fraction, image_size=image_size,
+    classification_loss_weight=classification_loss_weight, box_loss_weight=box_loss_weight,
+    focal_alpha=focal_alpha, focal_gamma=focal_gamma, score_threshold=score_threshold,
+    remove_background=remove_background, augmentation_factor=augmentation_factor,
+    rare_class_boost=rare_class_boost, backbone=backbone, pretrained=pretrained, continue_from=continue_from)
+session.check_data()
+""")
+
+markdown("""
+### 3.2 Augmentation
+Deep networks need many examples. *Augmentation* adds transformed copies of your training images
+(flips, rotations, small zooms, brightness and contrast changes, blur, noise) with their boxes
+moved accordingly. The copies are written into the run folder, never next to your images. The
+preview shows originals and copies with their boxes: check that the boxes still fit the cells.
+""")
+
+code("""
+#@title 3.2 Make augmented copies (if augmentation_factor > 1) and preview them
+session.augment()
+""")
+
+markdown("""
+### 3.3 Backbone and pretrained weights
+Starting from weights trained on COCO (330,000 everyday photos) usually needs far fewer annotated
+images than training from scratch. The weights are downloaded once into a cache on your Drive and
+their checksum is recorded in the report.
+""")
+
+code("""
+#@title 3.3 Prepare the backbone
+session.prepare_backbone()
+""")
+
+markdown("""
+## 4. Train
+A progress bar shows images per second and the time left; the curves are redrawn after every epoch:
+the **loss** should go down, and the **validation mAP** (how well boxes on the validation images
+match the annotations; 1 is perfect) should go up. A checkpoint is saved after every epoch, so if
+Colab disconnects, run the notebook again with the same `model_name` and training resumes. At the
+end the model is exported and the **training report PDF** is written into the run folder.
+""")
+
+code("""
+#@title 4. Train the model
+session.train()
+""")
+
+markdown("""
+## 5. Quality control
+The model is run on the **test** images (or, if you gave none, the validation images) and its
+boxes are compared with your annotations using the COCO evaluation (pycocotools):
+
+- **mAP50**: average precision when a box counts as correct if it overlaps an annotated box of the
+  same class by at least 50 % (intersection over union, IoU ≥ 0.5);
+- **mAP50-95**: the same averaged over stricter overlaps from 0.5 to 0.95;
+- **precision** (how many detections are real), **recall** (how many real cells were found) and
+  **F1** at the stated score threshold; the confusion matrix shows which classes are mistaken for
+  which, and "background" for missed cells and false alarms.
+
+Every number is printed with the thresholds it was computed at. Leave `QC_model_folder` empty to
+check the model of this run, or give the run folder of another model.
+""")
+
+code("""
+#@title 5.1 Measure the model on the test images
+QC_model_folder = "" #@param {type:"string"}
+qc = workflow.quality_control(model_path, model_name, Test_images, Test_annotations, other_model_folder=QC_model_folder)
+qc.show()
+""")
+
+code("""
+#@title 5.2 Look at the test images: image, prediction and annotation side by side
+qc.browse()
+""")
+
+markdown("""
+## 6. Detect cells in new images
+Runs the model on every image of `Prediction_images` (or the test images if that is empty) and
+writes, into a results folder: `predictions.csv` (one row per box), one VOC `.xml` per image (open
+them in LabelImg or CVAT to correct them and train again), a COCO results `.json`, and images with
+the boxes drawn. Leave `Results_folder` empty to write into the run folder.
+""")
+
+code("""
+#@title 6. Predict
+Results_folder = "" #@param {type:"string"}
+predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder)
+predictions.show(count=4)
+""")
+
+notebook = nbformat.v4.new_notebook(cells=CELLS)
+notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+notebook.metadata["language_info"] = {"name": "python"}
+notebook.metadata["colab"] = {"provenance": [], "toc_visible": True}
+notebook.metadata["accelerator"] = "GPU"
+path = ROOT / "notebooks" / "detection_retinanet.ipynb"
+nbformat.write(notebook, str(path))
+print(path)
