@@ -1,0 +1,108 @@
+"""Executes the detection notebook end to end with papermill (quick preset), as a user would.
+
+On a small subset of ../shared/data/bccd when present (linked into tmp_path, never copied into
+the repository), otherwise on generated synthetic data. Then checks what a user gets: both PDFs
+with config and metrics text, history.csv with one row per epoch, predictions that parse, and
+the QC command's JSON. The executed notebook is also checked with nbval (--nbval-lax).
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from helpers import demo, demo_data, history, voc
+from helpers.detection import outputs
+from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
+
+pytestmark = pytest.mark.slow
+
+
+def link_bccd_subset(target: pathlib.Path, stems: list[str]) -> pathlib.Path:
+    """Symlink a few BCCD image/XML pairs into target/images and target/annotations."""
+    for subfolder, source, suffix in (("images", "JPEGImages", ".jpg"), ("annotations", "Annotations", ".xml")):
+        (target / subfolder).mkdir(parents=True)
+        for stem in stems:
+            (target / subfolder / f"{stem}{suffix}").symlink_to(SHARED_DATA / "bccd" / source / f"{stem}{suffix}")
+    return target
+
+
+def notebook_data(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, str]:
+    """(training folder, test folder, description): BCCD subset if available, else synthetic."""
+    bccd = SHARED_DATA / "bccd"
+    if bccd.is_dir():
+        stems = sorted(path.stem for path in (bccd / "Annotations").glob("*.xml"))
+        return (link_bccd_subset(tmp_path / "train", stems[:14]), link_bccd_subset(tmp_path / "test", stems[-4:]),
+                "BCCD subset")
+    return (demo_data.make_detection_demo(tmp_path / "train", number_of_images=14),
+            demo_data.make_detection_demo(tmp_path / "test", number_of_images=4, seed=1), "synthetic")
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("detection_notebook")
+    train_dir, test_dir, description = notebook_data(tmp_path)
+    parameters = demo.detection_parameters(train_dir, tmp_path / "models", model_name="ci_run",
+                                           test_images=str(test_dir / "images"),
+                                           test_annotations=str(test_dir / "annotations"))
+    output_notebook = demo.execute_notebook(demo.DETECTION_NOTEBOOK, tmp_path / "executed.ipynb", parameters)
+    return {"run": tmp_path / "models" / "ci_run", "notebook": output_notebook, "test": test_dir,
+            "description": description}
+
+
+def pdf_text(path: pathlib.Path) -> str:
+    import pypdf
+
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(str(path)).pages)
+
+
+def test_training_report_has_config_and_metrics(executed):
+    text = pdf_text(executed["run"] / "training_report.pdf")
+    assert "DetectionConfig" in text and "batch_size: 2" in text
+    assert "mAP50" in text and "Methods" in text
+    assert "spinenet49_mobile" in text
+
+
+def test_qc_report_has_metrics_with_thresholds(executed):
+    text = pdf_text(executed["run"] / "qc_report.pdf")
+    assert "mAP50-95" in text and "IoU" in text and "score ≥" in text
+    assert "DetectionConfig" in text
+
+
+def test_history_has_one_row_per_epoch(executed):
+    rows = history.read_history(executed["run"] / "history.csv")
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert all(row["train_total_loss"] > 0 for row in rows)
+
+
+def test_predictions_parse_with_our_readers(executed):
+    prediction_dirs = sorted((executed["run"] / "predictions").iterdir())
+    assert prediction_dirs, "section 6 wrote no predictions folder"
+    latest = prediction_dirs[-1]
+    rows = outputs.read_predictions_csv(latest / "predictions.csv")
+    xml_files = sorted((latest / "voc").glob("*.xml"))
+    assert len(xml_files) == len(list((executed["test"] / "images").iterdir()))
+    for path in xml_files:
+        annotation = voc.read_voc(path)
+        assert all(obj.score is not None for obj in annotation.objects)
+    assert all(row.xmax >= row.xmin and row.ymax >= row.ymin for row in rows)
+
+
+def test_qc_command_prints_json(executed):
+    predictions = sorted((executed["run"] / "predictions").iterdir())[-1] / "predictions.csv"
+    completed = subprocess.run(
+        [sys.executable, "-m", "helpers.qc", "detection", "--ground-truth", str(executed["test"] / "annotations"),
+         "--predictions", str(predictions), "--json"],
+        cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True)
+    metrics = json.loads(completed.stdout)
+    assert {"map50", "map50_95", "map75", "per_class"} <= set(metrics)
+    assert 0.0 <= metrics["map50"] <= 1.0
+
+
+def test_executed_notebook_passes_nbval_lax(executed):
+    completed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                                "--nbval-current-env", str(executed["notebook"])],
+                               cwd=executed["notebook"].parent, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stdout[-3000:]
