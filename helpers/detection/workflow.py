@@ -71,10 +71,7 @@ class DetectionSession:
     def check_data(self) -> "doctor.DetectionDataset":
         """Run the dataset doctor, show its findings and plots, and write or reuse ``split.json``."""
         self.dataset = doctor.load_detection_dataset(self.config.images_dir, self.config.annotations_dir)
-        self.dataset.show_summary()
-        for path in self.dataset.plot_statistics(self.run.plots):
-            _display(path)
-        _display(self.dataset.plot_example(self.run.plots / "example_annotated_image.png"))
+        self.dataset.show_summary(output_dir=self.run.plots)
         if not self.dataset.items:
             raise errors.DatasetError(f"{self.config.annotations_dir}: no usable image/annotation pair was found. "
                                       f"Fix the problems listed above and run this cell again.")
