@@ -20,3 +20,44 @@ def shared_dataset(name: str) -> pathlib.Path:
 def bccd_dir() -> pathlib.Path:
     """The BCCD PASCAL VOC dataset (Annotations/, JPEGImages/, ImageSets/Main/)."""
     return shared_dataset("bccd")
+
+
+class LocalHttpServer:
+    """A static file server on 127.0.0.1 (free port) serving ``root``; counts the requests it answers."""
+
+    def __init__(self, root: pathlib.Path):
+        import functools
+        import http.server
+        import threading
+
+        self.root = root
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *arguments):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                     functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server over ``tmp_path / "served"`` (files the test writes there)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = LocalHttpServer(root)
+    yield server
+    server.close()

@@ -10,6 +10,7 @@ A ``None`` checkpoint means "no published COCO checkpoint": the user must choose
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 from helpers import errors
 
@@ -97,3 +98,93 @@ def get_backbone(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         raise errors.ConfigError(f"backbone: {name!r} is not offered. Choose one of {', '.join(BACKBONES)}.")
     return BACKBONES[name]
+
+
+@dataclasses.dataclass
+class PretrainedWeights:
+    """COCO-trained RetinaNet weights on disk (downloaded once into the cache).
+
+    Attributes:
+        backbone: the registry name.
+        url: where they came from.
+        sha256: checksum of the downloaded archive (recorded on first download).
+        archive: the ``.tar.gz`` in the cache.
+        checkpoint_prefix: the TensorFlow checkpoint prefix inside the extracted archive.
+        reused: True when the cache already held a verified copy.
+    """
+
+    backbone: str
+    url: str
+    sha256: str
+    archive: pathlib.Path
+    checkpoint_prefix: str
+    reused: bool
+
+
+def _find_checkpoint_prefix(folder: pathlib.Path, url: str) -> str:
+    """The single checkpoint prefix (``<prefix>.index`` file) under an extracted archive."""
+    indexes = sorted(folder.rglob("*.index"))
+    if not indexes:
+        raise errors.DownloadError(f"{url}: the archive holds no TensorFlow checkpoint (*.index). Delete nothing; "
+                                   f"report this address to the DL4Cells maintainers and set pretrained = 'none'.")
+    return str(indexes[-1].with_suffix(""))
+
+
+def download_pretrained(spec: BackboneSpec, cache_dir: str | pathlib.Path | None = None,
+                        progress: bool = True) -> PretrainedWeights:
+    """Download (or reuse from the cache) the COCO-trained checkpoint of a backbone, and extract it.
+
+    Args:
+        spec: the registry entry; ``spec.checkpoint_url`` must be set.
+        cache_dir: the download cache; ``helpers.downloads.default_cache_dir()`` (on Drive in Colab) when None.
+        progress: show a download progress bar.
+
+    Raises:
+        ConfigError: the backbone has no published checkpoint.
+        DownloadError: offline, or the download is corrupted (plain message with what to do).
+    """
+    from helpers import downloads
+
+    if spec.checkpoint_url is None:
+        raise errors.ConfigError(f"pretrained: backbone {spec.name!r} has no published COCO checkpoint. Set "
+                                 f"pretrained = 'none' to train from scratch, or choose another backbone.")
+    cache = pathlib.Path(cache_dir) if cache_dir is not None else downloads.default_cache_dir()
+    download = downloads.cached_download(spec.checkpoint_url, cache / "detection", sha256=spec.checkpoint_sha256,
+                                         progress=progress)
+    extracted = cache / "detection" / f"{spec.name}-{download.sha256[:12]}"
+    marker = extracted / ".extracted"
+    if not marker.is_file():
+        downloads.safe_extract(download.path, extracted)
+        marker.write_text(download.sha256, encoding="utf-8")
+    return PretrainedWeights(backbone=spec.name, url=spec.checkpoint_url, sha256=download.sha256,
+                             archive=download.path, checkpoint_prefix=_find_checkpoint_prefix(extracted, spec.checkpoint_url),
+                             reused=download.reused)
+
+
+def load_pretrained(model, spec: BackboneSpec, pretrained: PretrainedWeights) -> list[str]:
+    """Load the backbone (and decoder) weights of a COCO checkpoint into a freshly built RetinaNet.
+
+    Model Garden's trainer saves ``backbone``, ``decoder`` and ``head`` at the checkpoint's root
+    (``model.checkpoint_items``); we read backbone and decoder exactly as Model Garden's own
+    ``RetinaNetTask.initialize`` does for ``init_checkpoint_modules = ['backbone', 'decoder']``.
+    The head is left freshly initialised: its last layer depends on the number of classes.
+
+    Returns:
+        The modules loaded, e.g. ``["backbone", "decoder"]``.
+
+    Raises:
+        ModelError: the checkpoint does not fit this backbone.
+    """
+    import tensorflow as tf
+
+    modules = {"backbone": model.backbone}
+    if model.decoder is not None and model.decoder.trainable_weights:
+        modules["decoder"] = model.decoder
+    try:
+        status = tf.train.Checkpoint(**modules).read(pretrained.checkpoint_prefix)
+        status.expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        raise errors.ModelError(f"{pretrained.checkpoint_prefix}: the COCO weights do not fit backbone {spec.name!r} "
+                                f"({str(error).splitlines()[0][:200]}). Set pretrained = 'none' to train from "
+                                f"scratch, and report this to the DL4Cells maintainers.") from None
+    return list(modules)

@@ -1,0 +1,273 @@
+"""RetinaNet from TF Model Garden, configured from a ``DetectionConfig``.
+
+Nothing here re-implements RetinaNet: the experiment config comes from Model Garden's
+``exp_factory`` (the experiment named by the chosen backbone's registry entry), our form
+values are applied on top of it, and the task and model come from ``task_factory`` and the
+task's own ``build_model``. Model Garden uses ``tf_keras`` (Keras 2); so does everything here.
+
+Class ids: Model Garden's ``num_classes`` counts the background, so a dataset with N
+classes gets ``num_classes = N + 1``; id 0 is the background and ids 1..N follow the order of
+``label_map.json`` (``RunFolder.write_label_map``).
+
+Settings that Model Garden has no knob for:
+
+* **classification loss weight** — Model Garden's loss is ``loss_weight * (focal +
+  box_loss_weight * huber + l2)``; it has no weight on the focal term alone. Our training
+  step (``helpers.detection.train``) adds ``(classification_loss_weight - 1) * focal`` to the
+  task's loss, see ``weighted_total_loss``.
+* **score threshold** — the model's detection generator keeps candidates down to
+  ``min(score_threshold, 0.05)`` so that mAP and precision–recall curves see low-confidence
+  detections too; ``helpers.detection.inference.detect`` drops those below the user's
+  ``score_threshold`` before anything is shown or written.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any
+
+import tensorflow as tf
+import tf_keras
+
+from helpers import errors
+from helpers.detection import backbones
+from helpers.detection import strategy as strategy_module
+from helpers.detection.config import DetectionConfig
+
+# Scale jitter used with random_flip: the range Model Garden's ResNet-FPN COCO recipe uses.
+# The SpineNet recipes' 0.1–2.0 is tuned for 600-epoch COCO runs, far too strong for a few
+# hundred microscopy images.
+SCALE_JITTER = (0.8, 1.2)
+# Lowest score the model's detection generator keeps (Model Garden's default): mAP needs them.
+CANDIDATE_SCORE_THRESHOLD = 0.05
+# Largest number of objects per image the input pipeline keeps for evaluation ground truth.
+MAX_OBJECTS_PER_IMAGE = 300
+
+
+def _import_model_garden() -> None:
+    """Register Model Garden's RetinaNet experiments and task (import has that side effect)."""
+    from official.vision.configs import retinanet as _retinanet_configs  # noqa: F401
+    from official.vision.tasks import retinanet as _retinanet_task  # noqa: F401
+
+
+def resolve_precision(mixed_precision: str) -> str:
+    """The compute dtype for a ``mixed_precision`` form value.
+
+    Args:
+        mixed_precision: ``"auto"``, ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+
+    Returns:
+        ``"float32"``, ``"float16"`` or ``"bfloat16"``. ``"auto"`` gives bfloat16 on a TPU,
+        float16 on a GPU and float32 on a CPU (where reduced precision is slower, not faster).
+    """
+    if mixed_precision != "auto":
+        return mixed_precision
+    return {"tpu": "bfloat16", "gpu": "float16"}.get(strategy_module.accelerator_kind(), "float32")
+
+
+def _learning_rate_config(config: DetectionConfig, steps_per_epoch: int) -> dict[str, Any]:
+    """Model Garden ``OptimizationConfig`` dict: optimiser, schedule and warm-up."""
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    optimizer = {"type": "adam", "adam": {}} if config.optimizer == "adam" else {
+        "type": "sgd", "sgd": {"momentum": 0.9}}
+    if config.learning_rate_schedule == "constant":
+        return {"optimizer": optimizer,
+                "learning_rate": {"type": "constant", "constant": {"learning_rate": config.learning_rate}}}
+    warmup_steps = min(total_steps - 1, int(round(config.warmup_epochs * steps_per_epoch)))
+    schedule = {"optimizer": optimizer,
+                "learning_rate": {"type": "cosine", "cosine": {
+                    "initial_learning_rate": config.learning_rate,
+                    "decay_steps": max(1, total_steps - warmup_steps),
+                    "offset": warmup_steps}}}
+    if warmup_steps > 0:
+        schedule["warmup"] = {"type": "linear",
+                              "linear": {"warmup_steps": warmup_steps, "warmup_learning_rate": 0.0}}
+    return schedule
+
+
+def _data_config(path: str | None, config: DetectionConfig, dtype: str, is_training: bool) -> dict[str, Any]:
+    """Model Garden ``DataConfig`` overrides for the training or validation records."""
+    flip = bool(config.random_flip and is_training)
+    scale_min, scale_max = SCALE_JITTER if flip else (1.0, 1.0)
+    return {
+        "input_path": path or "",
+        "is_training": is_training,
+        "global_batch_size": config.batch_size,
+        "dtype": dtype,
+        "drop_remainder": is_training,  # validation must see every image
+        "shuffle_buffer_size": 1000,
+        "seed": config.split_seed if is_training else None,
+        "parser": {"aug_rand_hflip": flip, "aug_scale_min": scale_min, "aug_scale_max": scale_max,
+                   "max_num_instances": MAX_OBJECTS_PER_IMAGE},
+    }
+
+
+def build_experiment(config: DetectionConfig, num_classes: int, train_records: str | None = None,
+                     validation_records: str | None = None, steps_per_epoch: int = 1):
+    """The Model Garden ``ExperimentConfig`` of one run.
+
+    Args:
+        config: the validated detection config.
+        num_classes: the user's N object classes (background excluded).
+        train_records: TFRecord file pattern of the training set, e.g. ``.../train-*.tfrecord``.
+        validation_records: TFRecord file pattern of the validation set.
+        steps_per_epoch: training steps per epoch (sets the learning-rate schedule length).
+
+    Returns:
+        ``official.core.config_definitions.ExperimentConfig`` for the backbone's experiment.
+    """
+    if num_classes < 1:
+        raise errors.DatasetError("No object classes were found in the annotations. Check that the "
+                                  "annotations_dir holds PASCAL VOC .xml files with <object> entries.")
+    _import_model_garden()
+    from official.core import exp_factory
+
+    spec = backbones.get_backbone(config.backbone)
+    experiment = exp_factory.get_exp_config(spec.experiment)
+    dtype = resolve_precision(config.mixed_precision)
+    size = config.image_size
+    experiment.override({"runtime": {"mixed_precision_dtype": dtype, "loss_scale": None}}, is_strict=True)
+    experiment.task.model.override(spec.model_overrides, is_strict=True)
+    experiment.override({"task": {
+        "init_checkpoint": "",  # never gs://; pretrained weights come from backbones.load_pretrained
+        "annotation_file": None,
+        "use_coco_metrics": False,
+        "model": {
+            "num_classes": num_classes + 1,
+            "input_size": [size, size, 3],
+            "detection_generator": {
+                "pre_nms_score_threshold": min(config.score_threshold, CANDIDATE_SCORE_THRESHOLD),
+                "nms_iou_threshold": config.nms_iou_threshold,
+                "max_num_detections": config.max_detections,
+            },
+        },
+        "losses": {"focal_loss_alpha": config.focal_alpha, "focal_loss_gamma": config.focal_gamma,
+                   "box_loss_weight": config.box_loss_weight},
+        "train_data": _data_config(train_records, config, dtype, is_training=True),
+        "validation_data": _data_config(validation_records, config, dtype, is_training=False),
+    }}, is_strict=True)
+    experiment.override({"trainer": {
+        "train_steps": max(1, config.epochs * steps_per_epoch),
+        "steps_per_loop": steps_per_epoch,
+        "checkpoint_interval": steps_per_epoch,
+        "optimizer_config": _learning_rate_config(config, steps_per_epoch),
+    }}, is_strict=False)
+    _fix_spinenet_levels(experiment)
+    experiment.validate()
+    return experiment
+
+
+def _fix_spinenet_levels(experiment) -> None:
+    """SpineNet's own min/max level must equal the model's (a Model Garden restriction)."""
+    backbone = experiment.task.model.backbone
+    if backbone.type in ("spinenet", "spinenet_mobile"):
+        levels = backbone.get()
+        levels.min_level = experiment.task.model.min_level
+        levels.max_level = experiment.task.model.max_level
+
+
+def build_task(experiment):
+    """The Model Garden ``RetinaNetTask`` for an experiment (``task_factory``)."""
+    _import_model_garden()
+    from official.core import task_factory
+
+    return task_factory.get_task(experiment.task, logging_dir=None)
+
+
+def set_precision_policy(experiment) -> None:
+    """Set tf_keras's global dtype policy to the experiment's precision (before building a model)."""
+    from official.modeling import performance
+
+    performance.set_mixed_precision_policy(tf.dtypes.as_dtype(experiment.runtime.mixed_precision_dtype))
+
+
+def build_model_from_experiment(experiment) -> tf_keras.Model:
+    """Build (create the variables of) the RetinaNet of an experiment; weights are random.
+
+    Call it inside ``strategy.scope()`` to place the variables for distributed training.
+    """
+    set_precision_policy(experiment)
+    model = build_task(experiment).build_model()
+    size = experiment.task.model.input_size
+    model(tf.zeros([1] + list(size), dtype=tf.float32), training=False)
+    return model
+
+
+def build_model(config: DetectionConfig, num_classes: int) -> tf_keras.Model:
+    """A built, untrained RetinaNet for ``config`` and N = ``num_classes`` object classes."""
+    return build_model_from_experiment(build_experiment(config, num_classes))
+
+
+def weighted_total_loss(task, outputs: dict, labels: dict, aux_losses, classification_loss_weight: float):
+    """Model Garden's RetinaNet loss with the focal term scaled by ``classification_loss_weight``.
+
+    Args:
+        task: the ``RetinaNetTask`` (its ``build_losses`` computes the focal and Huber terms).
+        outputs: model outputs with ``cls_outputs``/``box_outputs`` cast to float32.
+        labels: the parser's labels (anchor targets and weights).
+        aux_losses: ``model.losses`` (L2 weight decay).
+        classification_loss_weight: factor on the focal loss (1 = Model Garden's loss).
+
+    Returns:
+        (total_loss, classification_loss, box_loss) scalar float32 tensors; the class and box
+        losses are unweighted, as Model Garden reports them.
+    """
+    total_loss, class_loss, box_loss, _ = task.build_losses(outputs=outputs, labels=labels, aux_losses=aux_losses)
+    loss_weight = task.task_config.losses.loss_weight
+    total_loss += (classification_loss_weight - 1.0) * loss_weight * class_loss
+    return total_loss, class_loss, box_loss
+
+
+def steps_per_epoch(config: DetectionConfig, number_of_train_images: int) -> int:
+    """``config.steps_per_epoch`` if set, else one pass: ceil(images / batch size)."""
+    if config.steps_per_epoch > 0:
+        return config.steps_per_epoch
+    return max(1, math.ceil(number_of_train_images / config.batch_size))
+
+
+def find_checkpoint(folder: str | pathlib.Path, which: str = "best") -> str:
+    """The checkpoint prefix of a run folder (or of its ``checkpoints`` folder).
+
+    Args:
+        folder: a run folder ``<model_path>/<model_name>``, its ``checkpoints/`` folder,
+            or a checkpoint prefix such as ``.../checkpoints/ckpt-12``.
+        which: ``"best"`` (highest validation mAP50-95; the latest when there is no best)
+            or ``"latest"``.
+
+    Returns:
+        A checkpoint prefix for ``tf.train.Checkpoint.read``.
+
+    Raises:
+        ModelError: no checkpoint is found there.
+    """
+    path = pathlib.Path(folder).expanduser()
+    if pathlib.Path(str(path) + ".index").is_file():
+        return str(path)
+    checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    candidates = [checkpoints / "best", checkpoints] if which == "best" else [checkpoints]
+    for candidate in candidates:
+        prefix = tf.train.latest_checkpoint(str(candidate)) if candidate.is_dir() else None
+        if prefix:
+            return prefix
+    raise errors.ModelError(f"{path}: no trained checkpoint found. Give the run folder <model_path>/<model_name> of "
+                            f"a training run that finished at least one epoch.")
+
+
+def restore_weights(model: tf_keras.Model, checkpoint: str | pathlib.Path) -> str:
+    """Load model weights from a training checkpoint (optimizer state ignored).
+
+    Args:
+        model: a model built by ``build_model`` with the same backbone and class count.
+        checkpoint: anything ``find_checkpoint`` accepts.
+
+    Returns:
+        The checkpoint prefix that was read.
+    """
+    prefix = find_checkpoint(checkpoint)
+    try:
+        tf.train.Checkpoint(model=model).read(prefix).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        raise errors.ModelError(f"{prefix}: does not fit this model ({str(error).splitlines()[0]}). Use a run "
+                                f"trained with the same backbone and the same classes.") from None
+    return prefix

@@ -1,0 +1,346 @@
+"""What a detector's predictions become on disk: CSV, VOC XML, COCO results JSON, overlays.
+
+* ``predictions.csv``: UTF-8, one row per box, columns ``PREDICTION_COLUMNS``
+  (``filename,class,score,xmin,ymin,xmax,ymax``), coordinates in pixels of the original image
+  (continuous edges, as in ``helpers.voc``). ``read_predictions_csv`` reads the same format
+  from any tool: extra columns are ignored, a UTF-8 byte-order mark is tolerated.
+* one PASCAL VOC XML per image, with a ``<score>`` per object: our own reader and LabelImg /
+  CVAT open it, so predictions can be corrected and used as new training data.
+* a COCO results JSON (``[{image_id, category_id, bbox: [x, y, w, h], score}]``, ``w = xmax - xmin``).
+* overlay images (boxes drawn with OpenCV, labels with the DejaVu font so any class name shows).
+
+This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from helpers import errors, images, voc
+
+PREDICTION_COLUMNS = ("filename", "class", "score", "xmin", "ymin", "xmax", "ymax")
+SCORE_DECIMALS = 4
+COORDINATE_DECIMALS = 2
+# Colours beyond the 20 of matplotlib's tab20 are spread around the hue circle by the golden ratio.
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """One predicted box.
+
+    Attributes:
+        filename: the image file name (no folder), e.g. "BloodImage_00001.jpg".
+        class_name: the predicted class.
+        score: confidence 0..1.
+        xmin, ymin, xmax, ymax: float pixels of the original image (continuous edges, no +1).
+    """
+
+    filename: str
+    class_name: str
+    score: float
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def _csv_row(detection: Detection) -> list[str]:
+    coordinates = [f"{getattr(detection, name):.{COORDINATE_DECIMALS}f}" for name in ("xmin", "ymin", "xmax", "ymax")]
+    return [detection.filename, detection.class_name, f"{detection.score:.{SCORE_DECIMALS}f}"] + coordinates
+
+
+def write_predictions_csv(detections: Iterable[Detection], path: str | pathlib.Path) -> pathlib.Path:
+    """Write detections as ``predictions.csv``.
+
+    Args:
+        detections: the boxes, written in the order given.
+        path: the CSV to write (parent folders are created; an existing file is replaced).
+
+    Returns:
+        ``path`` as a Path. UTF-8 without BOM, header ``PREDICTION_COLUMNS``, scores with 4
+        decimals, coordinates with 2.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PREDICTION_COLUMNS)
+        writer.writerows(_csv_row(detection) for detection in detections)
+    return path
+
+
+def _csv_error(path: pathlib.Path, line: int, problem: str, fix: str) -> errors.DatasetError:
+    return errors.DatasetError(f"{path}: line {line}: {problem}. {fix}")
+
+
+def _csv_number(path: pathlib.Path, line: int, row: Mapping[str, str], column: str) -> float:
+    """Finite float of ``row[column]``; DatasetError naming the file, line and column otherwise."""
+    text = (row.get(column) or "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        shown = "is empty" if not text else f"is {text!r}, not a finite number"
+        raise _csv_error(path, line, f"column {column!r} {shown}", "Write a number there (pixels or a 0..1 score).")
+    return value
+
+
+def _detection_from_row(path: pathlib.Path, line: int, row: Mapping[str, str]) -> Detection:
+    """One CSV row as a Detection; DatasetError for blank names, non-numbers and inverted boxes."""
+    filename, class_name = (row.get("filename") or "").strip(), row.get("class") or ""
+    if not filename or not class_name.strip():
+        column = "filename" if not filename else "class"
+        raise _csv_error(path, line, f"column {column!r} is empty", f"Fill in the {column} or delete the row.")
+    values = {column: _csv_number(path, line, row, column) for column in PREDICTION_COLUMNS[2:]}
+    for low, high in (("xmin", "xmax"), ("ymin", "ymax")):
+        if values[high] < values[low]:
+            raise _csv_error(path, line, f"{high} {values[high]:g} < {low} {values[low]:g}",
+                             f"Write boxes as {', '.join(PREDICTION_COLUMNS[3:])} with {low} <= {high}.")
+    return Detection(filename=filename, class_name=class_name, **values)
+
+
+def read_predictions_csv(path: str | pathlib.Path) -> list[Detection]:
+    """Read a predictions CSV written by us or by any tool using the same columns.
+
+    Args:
+        path: UTF-8 CSV (a byte-order mark is tolerated) with at least the columns
+            ``PREDICTION_COLUMNS`` in any order; extra columns are ignored. Filenames are
+            stripped of surrounding spaces; class names are kept exactly.
+
+    Returns:
+        The detections in file order.
+
+    Raises:
+        DatasetError: the file cannot be read, is not UTF-8, misses a column, or a row has an
+            empty field, a non-numeric value or ``xmax < xmin`` / ``ymax < ymin`` (named by line).
+    """
+    path = pathlib.Path(path)
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in (reader.fieldnames or [])]
+            missing = [name for name in PREDICTION_COLUMNS if name not in columns]
+            if missing:
+                found = ", ".join(columns) or "none"
+                raise _csv_error(path, 1, f"missing column(s) {', '.join(missing)} (found: {found})",
+                                 f"The header must contain {','.join(PREDICTION_COLUMNS)}.")
+            reader.fieldnames = columns
+            return [_detection_from_row(path, reader.line_num, row) for row in reader]
+    except FileNotFoundError as error:
+        raise errors.DatasetError(f"{path}: predictions file not found. Check the path.") from error
+    except UnicodeDecodeError as error:
+        raise errors.DatasetError(f"{path}: is not UTF-8 text ({error.reason}). Save it as UTF-8 CSV.") from error
+    except OSError as error:
+        raise errors.DatasetError(f"{path}: cannot be read ({error.strerror or error}). Check the path.") from error
+
+
+# ---------------------------------------------------------------- VOC and COCO
+
+
+def write_voc_predictions(detections: Iterable[Detection], image_filename: str, width: int, height: int,
+                          path: str | pathlib.Path) -> pathlib.Path:
+    """Write the detections of one image as PASCAL VOC XML with a ``<score>`` per object.
+
+    Args:
+        detections: the boxes of this image (their ``filename`` is not used).
+        image_filename: written as ``<filename>``.
+        width, height: the image size in pixels, written as ``<size>``.
+        path: the XML file to write.
+
+    Returns:
+        ``path`` as a Path; ``helpers.voc.read_voc`` reads the same boxes back (coordinates
+        rounded to 2 decimals, scores to 4, as in the CSV). LabelImg ignores ``<score>``.
+    """
+    objects = [voc.VocObject(name=detection.class_name,
+                             **{name: round(float(getattr(detection, name)), COORDINATE_DECIMALS)
+                                for name in voc.COORDINATE_TAGS},
+                             score=round(float(detection.score), SCORE_DECIMALS))
+               for detection in detections]
+    annotation = voc.VocAnnotation(filename=image_filename, width=int(width), height=int(height),
+                                   depth=voc.DEFAULT_DEPTH, objects=objects)
+    return voc.write_voc(annotation, path)
+
+
+def write_coco_results(detections: Iterable[Detection], path: str | pathlib.Path, image_ids: Mapping[str, int],
+                       category_ids: Mapping[str, int]) -> pathlib.Path:
+    """Write a COCO results JSON: ``[{image_id, category_id, bbox: [x, y, w, h], score}]``.
+
+    Args:
+        detections: the boxes.
+        path: the JSON file to write (UTF-8).
+        image_ids: image file name -> COCO image id.
+        category_ids: class name -> COCO category id.
+
+    Returns:
+        ``path`` as a Path. ``bbox`` is ``[xmin, ymin, xmax - xmin, ymax - ymin]`` in float pixels.
+
+    Raises:
+        DatasetError: a detection's image or class has no id in the mappings given.
+    """
+    results = []
+    for detection in detections:
+        if detection.filename not in image_ids:
+            raise errors.DatasetError(f"{path}: image {detection.filename!r} has no COCO image id. "
+                                      "Add it to image_ids (one id per image file name).")
+        if detection.class_name not in category_ids:
+            raise errors.DatasetError(f"{path}: class {detection.class_name!r} has no COCO category id. "
+                                      "Add it to category_ids (one id per class name).")
+        results.append({"image_id": int(image_ids[detection.filename]),
+                        "category_id": int(category_ids[detection.class_name]),
+                        "bbox": [float(detection.xmin), float(detection.ymin), float(detection.xmax - detection.xmin),
+                                 float(detection.ymax - detection.ymin)],
+                        "score": float(detection.score)})
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def class_colours(class_names: Iterable[str]) -> dict[str, tuple[int, int, int]]:
+    """A distinct RGB colour (0..255) per class, fixed by the position of the class in ``class_names``.
+
+    The first 10 (or 20) classes get matplotlib's tab10 (tab20) colours, the palette of the
+    dataset doctor's plots, so a class keeps its colour across plots when the same (sorted)
+    class list is given; further classes are spread around the hue circle.
+    """
+    import colorsys
+
+    import matplotlib
+
+    names = list(dict.fromkeys(class_names))
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    colours = {}
+    for index, name in enumerate(names):
+        if index < palette.N:
+            rgb = palette(index)[:3]
+        else:
+            rgb = colorsys.hsv_to_rgb((index * GOLDEN_RATIO_CONJUGATE) % 1.0, 0.75, 0.95)
+        colours[name] = tuple(int(round(channel * 255)) for channel in rgb)
+    return colours
+
+
+def _box_fields(box: Any) -> tuple[str, float | None, tuple[float, float, float, float]]:
+    """(class name, score or None, (xmin, ymin, xmax, ymax)) of a Detection or a VocObject."""
+    name = box.class_name if isinstance(box, Detection) else box.name
+    return name, getattr(box, "score", None), (box.xmin, box.ymin, box.xmax, box.ymax)
+
+
+def _label_font(size: int):
+    """DejaVu Sans (shipped with matplotlib) at ``size`` pixels: it has glyphs for non-English class names."""
+    import matplotlib.font_manager
+    from PIL import ImageFont
+
+    return ImageFont.truetype(matplotlib.font_manager.findfont("DejaVu Sans"), size)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] copy of a gray [H, W] or RGB(A) [H, W, 3|4] uint8 image."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3], dtype=np.uint8).copy()
+
+
+def draw_boxes(image_rgb_uint8: np.ndarray, detections_or_voc_objects: Sequence[Any],
+               colours: Mapping[str, tuple] | None = None) -> np.ndarray:
+    """A copy of the image with each box drawn and labelled "class" or "class 0.87".
+
+    Args:
+        image_rgb_uint8: uint8 [H, W, 3] RGB (gray [H, W] is accepted); not modified.
+        detections_or_voc_objects: ``Detection`` or ``helpers.voc.VocObject`` items, pixels.
+        colours: class name -> RGB 0..255; missing classes get ``class_colours`` of the sorted names.
+
+    Returns:
+        uint8 [H, W, 3] RGB.
+    """
+    import cv2
+    from PIL import Image, ImageDraw
+
+    canvas = _as_rgb(image_rgb_uint8)
+    boxes = [_box_fields(box) for box in detections_or_voc_objects]
+    palette = class_colours(sorted({name for name, _, _ in boxes}))
+    palette.update(colours or {})
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    for name, _, (xmin, ymin, xmax, ymax) in boxes:
+        cv2.rectangle(canvas, (int(round(xmin)), int(round(ymin))), (int(round(xmax)), int(round(ymax))),
+                      tuple(int(channel) for channel in palette[name]), thickness)
+    picture = Image.fromarray(canvas)
+    drawer, font = ImageDraw.Draw(picture), _label_font(max(10, round(max(canvas.shape[:2]) / 50)))
+    for name, score, (xmin, ymin, _, _) in boxes:
+        text = name if score is None else f"{name} {score:.2f}"
+        left, top, right, bottom = drawer.textbbox((0, 0), text, font=font)
+        # above the box, shifted left when it would leave the image on the right
+        x = max(0, min(int(round(xmin)), canvas.shape[1] - (right - left) - 4))
+        y = max(0, int(round(ymin)) - (bottom - top) - 4)
+        drawer.rectangle((x, y, x + right - left + 4, y + bottom - top + 4), fill=tuple(palette[name]))
+        drawer.text((x + 2 - left, y + 2 - top), text, font=font, fill=(255, 255, 255))
+    return np.asarray(picture)
+
+
+def _encode(image_rgb: np.ndarray, path: pathlib.Path) -> pathlib.Path:
+    """Write an RGB image to ``path`` (format from the suffix; .png when unknown), non-ASCII paths included."""
+    import cv2
+
+    suffix = path.suffix.lower() if path.suffix.lower() in images.IMAGE_EXTENSIONS else ".png"
+    encoded, data = cv2.imencode(suffix, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise errors.DatasetError(f"{path}: OpenCV could not encode the overlay as {suffix}. Use a .png path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def save_overlay(image_rgb_uint8: np.ndarray, detections: Sequence[Any], path: str | pathlib.Path,
+                 colours: Mapping[str, tuple] | None = None) -> pathlib.Path:
+    """Save the image with ``draw_boxes`` applied to ``path`` (PNG, or JPEG/TIFF/BMP by suffix); the path."""
+    return _encode(draw_boxes(image_rgb_uint8, detections, colours), pathlib.Path(path))
+
+
+def side_by_side(image_rgb_uint8: np.ndarray, detections: Sequence[Any], ground_truth_objects: Sequence[Any],
+                 path: str | pathlib.Path) -> pathlib.Path:
+    """Save a 3-panel PNG: image | prediction | annotation, with box counts in the titles.
+
+    Args:
+        image_rgb_uint8: uint8 [H, W, 3] RGB.
+        detections: predicted boxes (``Detection``), already filtered by the caller's score threshold.
+        ground_truth_objects: annotated boxes (``helpers.voc.VocObject``).
+        path: the PNG to write.
+
+    Returns:
+        ``path`` as a Path. One colour per class in both panels.
+    """
+    import matplotlib.figure
+
+    path = pathlib.Path(path)
+    colours = class_colours(sorted({_box_fields(box)[0] for box in list(detections) + list(ground_truth_objects)}))
+    height, width = np.asarray(image_rgb_uint8).shape[:2]
+    panel_width = 5.0
+    figure = matplotlib.figure.Figure(figsize=(3 * panel_width, panel_width * height / max(width, 1) + 0.6), dpi=100,
+                                      layout="constrained")
+    panels = [(_as_rgb(image_rgb_uint8), f"image ({width} x {height} px)"),
+              (draw_boxes(image_rgb_uint8, detections, colours), f"prediction: {len(detections)} boxes"),
+              (draw_boxes(image_rgb_uint8, ground_truth_objects, colours),
+               f"annotation: {len(ground_truth_objects)} boxes")]
+    for index, (pixels, title) in enumerate(panels):
+        axes = figure.add_subplot(1, 3, index + 1)
+        axes.imshow(pixels)
+        axes.set_title(title)
+        axes.set_axis_off()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path

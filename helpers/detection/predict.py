@@ -1,0 +1,136 @@
+"""Section 6 of the detection notebook: detect objects in a folder of new images.
+
+Every image that ``helpers.images`` reads (PNG, JPEG, BMP, TIFF; 8/16-bit; any size) is run
+through the exported model of a run. Written into a results folder (never the images folder):
+
+* ``predictions.csv`` — ``filename,class,score,xmin,ymin,xmax,ymax`` (original pixels);
+* ``voc/<stem>.xml`` — one PASCAL VOC file per image with a ``<score>`` per box, readable by
+  ``helpers.voc``, LabelImg and CVAT (to correct and train again);
+* ``coco_results.json`` (+ ``coco_images.json`` mapping image ids to file names, and
+  ``coco_categories.json``) — the COCO results format;
+* ``overlays/<stem>.png`` — each image with its boxes drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+from helpers import errors, images
+
+
+@dataclasses.dataclass
+class PredictionResult:
+    """What ``predict_folder`` wrote.
+
+    Attributes:
+        output_dir: the results folder.
+        images: number of images processed.
+        detections: all detections kept (score >= the run's threshold).
+        unreadable: (file name, reason) of images that could not be read (listed, not fatal).
+        csv_path, coco_path: the tables written.
+        overlays: overlay PNG per image file name.
+        score_threshold: the threshold applied.
+    """
+
+    output_dir: pathlib.Path
+    images: int
+    detections: list
+    unreadable: list[tuple[str, str]]
+    csv_path: pathlib.Path
+    coco_path: pathlib.Path
+    overlays: dict[str, pathlib.Path]
+    score_threshold: float
+
+    def counts_per_class(self) -> dict[str, int]:
+        """Number of detections per class name."""
+        counts: dict[str, int] = {}
+        for detection in self.detections:
+            counts[detection.class_name] = counts.get(detection.class_name, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def show(self, count: int = 4) -> None:
+        """Print a summary and display the first ``count`` overlays."""
+        from helpers.detection.workflow import _display
+
+        print(f"{self.images} images, {len(self.detections)} detections with score ≥ {self.score_threshold} "
+              f"({', '.join(f'{name}: {number}' for name, number in self.counts_per_class().items()) or 'none'}).")
+        for name, reason in self.unreadable:
+            print(f"  skipped {name}: {reason}")
+        print(f"Results: {self.output_dir} (predictions.csv, voc/, coco_results.json, overlays/)")
+        for path in list(self.overlays.values())[:count]:
+            _display(path)
+
+
+def _check_output_folder(source: pathlib.Path, output_dir: pathlib.Path) -> None:
+    """Refuse to write into the user's image folder or over an earlier results folder."""
+    if output_dir.resolve() == source.resolve():
+        raise errors.ConfigError(f"Results_folder: {output_dir} is the images folder itself. Choose another folder "
+                                 f"(or leave it empty to write into the run folder).")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise errors.ConfigError(f"Results_folder: {output_dir} is not empty. Choose a new, empty folder (or leave "
+                                 f"it empty); earlier results are never overwritten.")
+
+
+def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, output_dir: str | pathlib.Path,
+                   progress: bool = True, score_threshold: float | None = None) -> PredictionResult:
+    """Detect objects in every image of ``source`` with the exported model of a run.
+
+    Args:
+        run_root: the run folder ``<model_path>/<model_name>`` (its ``exported_model/`` is used).
+        source: folder of images (not recursive).
+        output_dir: new (or empty) results folder.
+        progress: show a progress bar.
+        score_threshold: lowest score kept; the run's ``score_threshold`` when None.
+
+    Returns:
+        The ``PredictionResult``.
+    """
+    from helpers.detection import export, outputs
+
+    source, output_dir = pathlib.Path(source), pathlib.Path(output_dir)
+    paths = images.list_images(source)
+    if not paths:
+        raise errors.DatasetError(f"{source}: no images (PNG, JPEG, BMP or TIFF) found. Check Prediction_images.")
+    _check_output_folder(source, output_dir)
+    detector = export.load_exported_model(pathlib.Path(run_root) / "exported_model")
+    threshold = detector.score_threshold if score_threshold is None else score_threshold
+    for subfolder in ("voc", "overlays"):
+        (output_dir / subfolder).mkdir(parents=True, exist_ok=True)
+    colours = outputs.class_colours(detector.class_names)
+    detections, unreadable, overlays, image_ids = [], [], {}, {}
+    for path in _progress(paths, progress):
+        try:
+            pixels = images.read_image(path)
+        except errors.DatasetError as error:
+            unreadable.append((path.name, str(error)))
+            continue
+        found = detector.detect(pixels, score_threshold=threshold, filename=path.name)
+        detections.extend(found)
+        image_ids[path.name] = len(image_ids) + 1
+        height, width = pixels.shape[:2]
+        outputs.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
+        overlay = outputs.draw_boxes(pixels, found, colours)
+        overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png", overlay)
+    csv_path = outputs.write_predictions_csv(detections, output_dir / "predictions.csv")
+    category_ids = {name: index + 1 for index, name in enumerate(detector.class_names)}
+    coco_path = outputs.write_coco_results(detections, output_dir / "coco_results.json", image_ids, category_ids)
+    _write_json(output_dir / "coco_images.json", [{"id": number, "file_name": name} for name, number in image_ids.items()])
+    _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
+    return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
+                            csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold)
+
+
+def _write_json(path: pathlib.Path, value: Any) -> pathlib.Path:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def _progress(paths: list, enabled: bool):
+    if not enabled:
+        return paths
+    from tqdm.auto import tqdm
+
+    return tqdm(paths, desc="Predicting", unit="image")

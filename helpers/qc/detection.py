@@ -1,0 +1,551 @@
+"""Detection quality control: COCO mAP by pycocotools, counts and a confusion matrix at stated thresholds.
+
+Our code only adapts formats: ground truth (``helpers.voc.VocAnnotation`` per image) and
+predictions (``helpers.detection.outputs.Detection``) become COCO dictionaries, and
+pycocotools' ``COCOeval`` computes every AP. Boxes use the COCO convention
+``[xmin, ymin, xmax - xmin, ymax - ymin]`` (``helpers.voc.coco_box``, no +1).
+
+What is scored, and how (every number comes with its thresholds):
+
+* **mAP50-95, mAP50, mAP75** are ``COCOeval.stats[0:3]``: area range "all", at most
+  ``max_detections`` detections per image and class (``params.maxDets = [1, 10, max_detections]``),
+  every prediction ranked whatever its score (``score_threshold`` does not apply to AP).
+  Per-class AP50 and AP50-95 are the means of ``eval['precision']`` over recall thresholds
+  (and IoU thresholds) of the entries > -1, which is how ``COCOeval.summarize`` averages,
+  so the mean of the per-class values is the mAP. A class without ground-truth boxes has
+  no AP (NaN, ``None`` in JSON) and is left out of the mean, as pycocotools does.
+* **VOC ``difficult`` boxes are excluded from scoring.** They are given to COCOeval as
+  ``iscrowd=1``. ``COCOeval._prepare`` overwrites every ground truth's ``ignore`` flag with
+  ``iscrowd``, so these boxes are ignored: they do not count as ground truth (no miss when
+  nothing finds them). During matching, regular boxes are tried first; a detection that
+  matches no regular box but overlaps a difficult box is marked ignored: neither a true
+  nor a false positive. For a crowd box the overlap is intersection / detection area (not
+  IoU), and one crowd box can absorb several detections.
+* **TP, FP, FN, precision, recall, F1 per class** use detections with score >= ``score_threshold``
+  and IoU >= ``iou_threshold``, matched greedily per image: detections in order of decreasing
+  score, each takes the not yet matched, non-difficult ground-truth box of its class with the
+  highest IoU (TP); if none reaches the threshold but a difficult box of its class does
+  (overlap measured as COCOeval does, above), it is ignored; otherwise it is an FP. Boxes left
+  unmatched are FN. Precision/recall/F1 are 0 when undefined (scikit-learn's zero_division=0).
+  IoUs come from ``pycocotools.mask.iou``, the function COCOeval uses.
+* **Confusion matrix** (rows = annotated class, columns = predicted class, last row/column
+  "background"): the same greedy matching but class-agnostic. A matched pair adds to
+  (annotated, predicted); an unmatched annotated box to (class, background); an unmatched
+  detection to (background, class). Detections ignored because of a difficult box are not counted.
+* **Precision-recall curves** per class are COCOeval's interpolated precision at IoU 0.5
+  (``eval['precision'][0, :, k, 0, -1]``) against its 101 recall thresholds.
+
+Category ids follow ``classes`` when given (ground-truth classes missing from it are
+appended, sorted), else the sorted ground-truth classes; classes that occur only in the
+predictions (``unknown_classes``) come last: they have no AP but their detections are FPs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import math
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from helpers import errors, images, qc, voc
+from helpers.detection import outputs
+
+LOGGER = logging.getLogger(__name__)
+BACKGROUND = "background"
+MAP_DESCRIPTION = "COCO IoU 0.50:0.05:0.95, area all"
+PR_CURVE_IOU = 0.5
+EXAMPLES_IN_ERRORS = 5
+
+
+@dataclasses.dataclass
+class DetectionEvaluation:
+    """Scores of predictions against ground truth; see the module docstring for the definitions.
+
+    Attributes:
+        map50, map50_95, map75: COCO mAP (0..1; NaN when no class has ground truth).
+        per_class: class -> {ap50, ap50_95 (NaN without ground truth), precision, recall, f1,
+            tp, fp, fn, ground_truth_boxes (non-difficult), difficult_boxes}, in ``classes`` order.
+        thresholds: iou_threshold, score_threshold, max_detections and "map" (how mAP was taken).
+        unknown_classes: sorted classes that occur only in the predictions.
+        classes: category names in id order (unknown classes last).
+        confusion_matrix: int [N + 1][N + 1] nested lists, labels ``classes + ["background"]``,
+            rows = annotated, columns = predicted.
+        pr_curves: class -> {"recall": [101 floats], "precision": [101 floats]} at IoU 0.5,
+            only for classes with ground truth.
+        number_of_images: ground-truth images evaluated (empty annotations included).
+    """
+
+    map50: float
+    map50_95: float
+    map75: float
+    per_class: dict[str, dict[str, Any]]
+    thresholds: dict[str, Any]
+    unknown_classes: list[str]
+    classes: list[str]
+    confusion_matrix: list[list[int]]
+    pr_curves: dict[str, dict[str, list[float]]]
+    number_of_images: int
+
+    @property
+    def confusion_matrix_labels(self) -> list[str]:
+        """Row/column labels of ``confusion_matrix``: the classes then "background"."""
+        return list(self.classes) + [BACKGROUND]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON types; NaN and infinities become None."""
+        result = dataclasses.asdict(self)
+        result["confusion_matrix_labels"] = self.confusion_matrix_labels
+        return qc.json_safe(result)
+
+
+# ---------------------------------------------------------------- loading and matching
+
+
+def _image_name(annotation: voc.VocAnnotation, path: pathlib.Path, images_dir: pathlib.Path | None) -> str:
+    """The image an annotation describes: ``<filename>`` without folders, else the image found, else the XML stem."""
+    if annotation.filename:
+        return pathlib.PureWindowsPath(annotation.filename).name
+    if images_dir is not None:
+        for candidate in images.list_images(images_dir):
+            if candidate.stem == path.stem:
+                return candidate.name
+    return path.stem
+
+
+def load_ground_truth(annotations_dir: str | pathlib.Path,
+                      images_dir: str | pathlib.Path | None = None) -> dict[str, voc.VocAnnotation]:
+    """Read every VOC file of a folder as ground truth, keyed by image file name.
+
+    Boxes with zero or negative area are left out (with a warning on the log): no detection
+    can ever match them (pycocotools' IoU with them is 0), as the dataset doctor drops them
+    for training. Everything else is kept as written. XML files without objects are kept:
+    their images count, and detections on them are false positives.
+
+    Args:
+        annotations_dir: folder of PASCAL VOC ``.xml`` files (not recursive; hidden files skipped).
+        images_dir: where images are looked up for XMLs without ``<size>`` or ``<filename>``.
+
+    Returns:
+        image file name (``<filename>`` without folders; the XML stem when it is empty) ->
+        annotation with ``filename`` set to that key and ``path`` to the XML.
+
+    Raises:
+        DatasetError: the folder is missing or holds no XML, a file cannot be read, or two
+            XML files describe the same image.
+    """
+    folder = pathlib.Path(annotations_dir)
+    if not folder.is_dir():
+        raise errors.DatasetError(f"{folder}: ground-truth folder not found. Give the folder of PASCAL VOC .xml files.")
+    paths = sorted(path for path in folder.iterdir()
+                   if path.is_file() and path.suffix.lower() == ".xml" and not path.name.startswith("."))
+    if not paths:
+        raise errors.DatasetError(f"{folder}: no .xml files in the ground-truth folder. "
+                                  "Give the folder holding the PASCAL VOC annotations.")
+    images_folder = None if images_dir is None else pathlib.Path(images_dir)
+    ground_truth: dict[str, voc.VocAnnotation] = {}
+    dropped = []
+    for path in paths:
+        annotation = voc.read_voc(path, images_dir=images_folder)
+        name = _image_name(annotation, path, images_folder)
+        if name in ground_truth:
+            raise errors.DatasetError(f"{path}: describes image {name!r}, as {ground_truth[name].path} does. "
+                                      "Remove one of the two files, or fix its <filename>.")
+        usable = [obj.xmax > obj.xmin and obj.ymax > obj.ymin for obj in annotation.objects]
+        kept = [obj for obj, keep in zip(annotation.objects, usable) if keep]
+        dropped.extend(f"{path.name} object {index + 1}" for index, keep in enumerate(usable) if not keep)
+        ground_truth[name] = dataclasses.replace(annotation, filename=name, objects=kept)
+    if dropped:
+        examples = ", ".join(dropped[:EXAMPLES_IN_ERRORS]) + (" ..." if len(dropped) > EXAMPLES_IN_ERRORS else "")
+        LOGGER.warning("%d ground-truth box(es) with zero or negative area left out (no detection can match them): %s",
+                       len(dropped), examples)
+    return ground_truth
+
+
+def _stem_lookup(ground_truth: Mapping[str, voc.VocAnnotation]) -> dict[str, str | None]:
+    """XML stem (or image stem when no XML path is known) -> ground-truth key; None when two share a stem."""
+    lookup: dict[str, str | None] = {}
+    for key, annotation in ground_truth.items():
+        stem = annotation.path.stem if annotation.path is not None else pathlib.PurePath(key).stem
+        lookup[stem] = None if stem in lookup and lookup[stem] != key else key
+    return lookup
+
+
+def match_predictions(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+                      source: str = "predictions") -> list[outputs.Detection]:
+    """Give each prediction the ground-truth key of its image.
+
+    A prediction's ``filename`` matches the ground-truth image of that name (folders in it are
+    ignored), or else the one whose XML file stem equals its stem (``a.png`` finds ``a.xml``).
+
+    Args:
+        ground_truth: image file name -> annotation (as from ``load_ground_truth``).
+        predictions: detections from any tool.
+        source: how to name the predictions in errors (e.g. the CSV path).
+
+    Returns:
+        The predictions in the same order, ``filename`` replaced by the ground-truth key.
+
+    Raises:
+        DatasetError: predictions for images without ground truth (named), or whose stem is
+            shared by two ground-truth files.
+    """
+    stems = _stem_lookup(ground_truth)
+    matched, missing = [], []
+    for prediction in predictions:
+        name = prediction.filename
+        if name not in ground_truth:
+            name = pathlib.PureWindowsPath(name).name
+        if name not in ground_truth:
+            name = stems.get(pathlib.PurePath(name).stem)
+        if name is None:
+            missing.append(prediction.filename)
+            continue
+        matched.append(prediction if name == prediction.filename else dataclasses.replace(prediction, filename=name))
+    if missing:
+        unique = list(dict.fromkeys(missing))
+        shown = ", ".join(unique[:EXAMPLES_IN_ERRORS]) + (f" and {len(unique) - EXAMPLES_IN_ERRORS} more"
+                                                          if len(unique) > EXAMPLES_IN_ERRORS else "")
+        raise errors.DatasetError(f"{source}: {len(unique)} predicted image(s) have no (unambiguous) ground-truth "
+                                  f"annotation: {shown}. Add their VOC files to the ground-truth folder, or remove "
+                                  "their rows from the predictions.")
+    return matched
+
+
+# ---------------------------------------------------------------- pycocotools
+
+
+def _category_names(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+                    classes: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(category names in id order, unknown classes); unknown ones are at the end of the first list too."""
+    truth_classes = sorted({obj.name for annotation in ground_truth.values() for obj in annotation.objects})
+    names = list(dict.fromkeys(classes)) if classes is not None else []
+    names += [name for name in truth_classes if name not in names]
+    unknown = sorted({prediction.class_name for prediction in predictions} - set(names))
+    return names + unknown, unknown
+
+
+def _coco_ground_truth(ground_truth: Mapping[str, voc.VocAnnotation], image_ids: Mapping[str, int],
+                       category_ids: Mapping[str, int]):
+    """A ``pycocotools.coco.COCO`` of the ground truth; difficult boxes as iscrowd=1."""
+    from pycocotools import coco
+
+    annotations = []
+    for filename, annotation in ground_truth.items():
+        for obj in annotation.objects:
+            box = voc.coco_box(obj)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_ids[filename],
+                                "category_id": category_ids[obj.name], "bbox": box, "area": box[2] * box[3],
+                                "iscrowd": int(bool(obj.difficult))})
+    dataset = coco.COCO()
+    dataset.dataset = {
+        "images": [{"id": image_ids[name], "file_name": name, "width": int(annotation.width),
+                    "height": int(annotation.height)} for name, annotation in ground_truth.items()],
+        "categories": [{"id": identifier, "name": name} for name, identifier in category_ids.items()],
+        "annotations": annotations}
+    dataset.createIndex()
+    return dataset
+
+
+def _coco_detections(coco_ground_truth, predictions: Sequence[outputs.Detection], image_ids: Mapping[str, int],
+                     category_ids: Mapping[str, int]):
+    """A COCO results object of the predictions (``COCO.loadRes``; built directly when there are none)."""
+    from pycocotools import coco
+
+    results = [{"image_id": image_ids[prediction.filename], "category_id": category_ids[prediction.class_name],
+                "bbox": [float(prediction.xmin), float(prediction.ymin), float(prediction.xmax - prediction.xmin),
+                         float(prediction.ymax - prediction.ymin)], "score": float(prediction.score)}
+               for prediction in predictions]
+    if results:
+        return coco_ground_truth.loadRes(results)
+    empty = coco.COCO()  # loadRes cannot take an empty list (it reads results[0])
+    empty.dataset = {"images": list(coco_ground_truth.dataset["images"]),
+                     "categories": list(coco_ground_truth.dataset["categories"]), "annotations": []}
+    empty.createIndex()
+    return empty
+
+
+def _run_cocoeval(ground_truth, predictions, image_ids, category_ids, max_detections: int):
+    """Evaluated, accumulated and summarised ``COCOeval`` (bbox); its prints are swallowed."""
+    from pycocotools import cocoeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_ground_truth = _coco_ground_truth(ground_truth, image_ids, category_ids)
+        coco_detections = _coco_detections(coco_ground_truth, predictions, image_ids, category_ids)
+        evaluator = cocoeval.COCOeval(coco_ground_truth, coco_detections, "bbox")
+        evaluator.params.maxDets = [1, 10, int(max_detections)]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    """Mean of the entries > -1 (COCOeval's "absent" marker); NaN when there are none."""
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else math.nan
+
+
+def _coco_figures(evaluator, names: Sequence[str]) -> tuple[dict[str, float], dict[str, dict], dict[str, dict]]:
+    """(mAPs, per-class {ap50, ap50_95}, PR curves at IoU 0.5) from an evaluated COCOeval."""
+    stats = [float(value) if value > -1 else math.nan for value in evaluator.stats[:3]]
+    precision = evaluator.eval["precision"]  # [IoU thresholds, recall thresholds, classes, areas, maxDets]
+    iou_index = int(np.where(evaluator.params.iouThrs == PR_CURVE_IOU)[0][0])
+    aps, curves = {}, {}
+    for index, name in enumerate(names):
+        class_precision = precision[:, :, index, 0, -1]
+        aps[name] = {"ap50": _mean_valid(class_precision[iou_index]), "ap50_95": _mean_valid(class_precision)}
+        if np.all(class_precision[iou_index] > -1):
+            curves[name] = {"recall": [float(value) for value in evaluator.params.recThrs],
+                            "precision": [float(value) for value in class_precision[iou_index]]}
+    return {"map50_95": stats[0], "map50": stats[1], "map75": stats[2]}, aps, curves
+
+
+# ---------------------------------------------------------------- greedy matching at a threshold
+
+
+def _overlaps(detections: Sequence[outputs.Detection], objects: Sequence[voc.VocObject], crowd: bool) -> np.ndarray:
+    """float [D, G] overlaps by ``pycocotools.mask.iou``: IoU, or intersection / detection area when ``crowd``."""
+    from pycocotools import mask
+
+    if not detections or not objects:
+        return np.zeros((len(detections), len(objects)))
+    detection_boxes = np.array([[d.xmin, d.ymin, d.xmax - d.xmin, d.ymax - d.ymin] for d in detections], np.float64)
+    object_boxes = np.array([voc.coco_box(obj) for obj in objects], np.float64)
+    return np.asarray(mask.iou(detection_boxes, object_boxes, [int(crowd)] * len(objects)), np.float64)
+
+
+def _greedy_match(detections: Sequence[outputs.Detection], objects: Sequence[voc.VocObject], iou_threshold: float,
+                  same_class: bool) -> tuple[list[tuple[outputs.Detection, voc.VocObject | None]], list[voc.VocObject]]:
+    """Match one image's detections to its boxes, highest score first, each regular box once.
+
+    Args:
+        detections: the image's detections already above the score threshold.
+        objects: the image's ground-truth boxes (difficult ones included).
+        iou_threshold: lowest IoU of a match.
+        same_class: match only boxes of the detection's class (False: class-agnostic).
+
+    Returns:
+        (outcomes, unmatched): outcomes holds (detection, matched box or None) for every
+        detection not ignored (None = false positive); unmatched are the regular boxes left.
+    """
+    order = sorted(detections, key=lambda detection: -detection.score)
+    regular = [obj for obj in objects if not obj.difficult]
+    difficult = [obj for obj in objects if obj.difficult]
+    regular_overlaps = _overlaps(order, regular, crowd=False)
+    difficult_overlaps = _overlaps(order, difficult, crowd=True)
+    taken = np.zeros(len(regular), dtype=bool)
+    outcomes = []
+    for index, detection in enumerate(order):
+        allowed = ~taken & np.array([not same_class or obj.name == detection.class_name for obj in regular], bool)
+        candidates = np.where(allowed, regular_overlaps[index], -1.0)
+        best = int(np.argmax(candidates)) if len(regular) else -1
+        if best >= 0 and candidates[best] >= iou_threshold:
+            taken[best] = True
+            outcomes.append((detection, regular[best]))
+            continue
+        near_difficult = [overlap >= iou_threshold and (not same_class or obj.name == detection.class_name)
+                          for overlap, obj in zip(difficult_overlaps[index], difficult)]
+        if not any(near_difficult):
+            outcomes.append((detection, None))
+    return outcomes, [obj for obj, used in zip(regular, taken) if not used]
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def _counts_and_confusion(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+                          names: Sequence[str], score_threshold: float,
+                          iou_threshold: float) -> tuple[dict[str, dict], list[list[int]]]:
+    """Per-class TP/FP/FN/precision/recall/F1 and the (N+1)x(N+1) confusion matrix."""
+    by_image: dict[str, list[outputs.Detection]] = {name: [] for name in ground_truth}
+    for prediction in predictions:
+        if prediction.score >= score_threshold:
+            by_image[prediction.filename].append(prediction)
+    counts = {name: {"tp": 0, "fp": 0, "fn": 0, "ground_truth_boxes": 0, "difficult_boxes": 0} for name in names}
+    index = {name: position for position, name in enumerate(names)}
+    background = len(names)
+    matrix = np.zeros((len(names) + 1, len(names) + 1), dtype=np.int64)
+    for filename, annotation in ground_truth.items():
+        for obj in annotation.objects:
+            counts[obj.name]["difficult_boxes" if obj.difficult else "ground_truth_boxes"] += 1
+        outcomes, unmatched = _greedy_match(by_image[filename], annotation.objects, iou_threshold, same_class=True)
+        for detection, obj in outcomes:
+            counts[detection.class_name]["tp" if obj is not None else "fp"] += 1
+        for obj in unmatched:
+            counts[obj.name]["fn"] += 1
+        outcomes, unmatched = _greedy_match(by_image[filename], annotation.objects, iou_threshold, same_class=False)
+        for detection, obj in outcomes:
+            matrix[background if obj is None else index[obj.name], index[detection.class_name]] += 1
+        for obj in unmatched:
+            matrix[index[obj.name], background] += 1
+    figures = {}
+    for name, values in counts.items():
+        precision = _ratio(values["tp"], values["tp"] + values["fp"])
+        recall = _ratio(values["tp"], values["tp"] + values["fn"])
+        figures[name] = {"precision": precision, "recall": recall,
+                         "f1": _ratio(2 * precision * recall, precision + recall), **values}
+    return figures, matrix.tolist()
+
+
+# ---------------------------------------------------------------- the evaluation
+
+
+def _check_thresholds(score_threshold: float, iou_threshold: float, max_detections: int) -> None:
+    if not 0.0 < iou_threshold <= 1.0:
+        raise errors.ConfigError(f"iou_threshold: {iou_threshold} is outside (0, 1]. Use e.g. 0.5.")
+    if not math.isfinite(score_threshold) or score_threshold < 0:
+        raise errors.ConfigError(f"score_threshold: {score_threshold} must be a number >= 0. Use e.g. 0.3.")
+    if int(max_detections) != max_detections or max_detections < 1:
+        raise errors.ConfigError(f"max_detections: {max_detections} must be a whole number >= 1. Use e.g. 100.")
+
+
+def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+                       classes: Sequence[str] | None = None, score_threshold: float = 0.3, iou_threshold: float = 0.5,
+                       max_detections: int = 100) -> DetectionEvaluation:
+    """Score predictions against ground truth (definitions in the module docstring).
+
+    Args:
+        ground_truth: image file name -> annotation; every image counts, empty ones included.
+        predictions: detections; ``filename`` must name a ground-truth image (``match_predictions``
+            is applied, so an XML stem also matches). Boxes in pixels (xmin, ymin, xmax, ymax).
+        classes: category order (e.g. the model's label map); None = sorted ground-truth classes.
+        score_threshold: lowest score for TP/FP/FN, precision, recall, F1 and the confusion matrix
+            (AP always ranks every prediction).
+        iou_threshold: lowest IoU of a match for the same figures (AP uses COCO's thresholds).
+        max_detections: detections per image and class that COCOeval keeps (highest scores).
+
+    Returns:
+        The evaluation, every figure with the thresholds it was taken at.
+
+    Raises:
+        DatasetError: no ground-truth images, or predictions for images without ground truth.
+        ConfigError: a threshold out of range.
+    """
+    _check_thresholds(score_threshold, iou_threshold, max_detections)
+    if not ground_truth:
+        raise errors.DatasetError("ground truth: no annotated images to evaluate on. Give a folder of VOC files.")
+    predictions = match_predictions(ground_truth, predictions)
+    names, unknown = _category_names(ground_truth, predictions, classes)
+    image_ids = {name: position + 1 for position, name in enumerate(sorted(ground_truth))}
+    category_ids = {name: position + 1 for position, name in enumerate(names)}
+    if names:
+        evaluator = _run_cocoeval(ground_truth, predictions, image_ids, category_ids, max_detections)
+        maps, aps, curves = _coco_figures(evaluator, names)
+    else:  # nothing annotated and nothing predicted: COCOeval has no category to score
+        maps, aps, curves = {"map50_95": math.nan, "map50": math.nan, "map75": math.nan}, {}, {}
+    counts, matrix = _counts_and_confusion(ground_truth, predictions, names, score_threshold, iou_threshold)
+    per_class = {name: {**aps[name], **counts[name]} for name in names}
+    thresholds = {"iou_threshold": float(iou_threshold), "score_threshold": float(score_threshold),
+                  "max_detections": int(max_detections), "map": MAP_DESCRIPTION}
+    return DetectionEvaluation(map50=maps["map50"], map50_95=maps["map50_95"], map75=maps["map75"],
+                               per_class=per_class, thresholds=thresholds, unknown_classes=unknown, classes=names,
+                               confusion_matrix=matrix, pr_curves=curves, number_of_images=len(ground_truth))
+
+
+def summary_table(evaluation: DetectionEvaluation) -> str:
+    """Plain-text summary: headline mAPs with their thresholds, then one row per class."""
+    thresholds, value = evaluation.thresholds, qc.format_value
+    lines = [f"{evaluation.number_of_images} images. mAP50-95 {value(evaluation.map50_95)}, mAP50 "
+             f"{value(evaluation.map50)}, mAP75 {value(evaluation.map75)} ({thresholds['map']}, up to "
+             f"{thresholds['max_detections']} detections per image and class, all scores ranked).",
+             f"Precision, recall, F1, TP/FP/FN: IoU >= {thresholds['iou_threshold']} and score >= "
+             f"{thresholds['score_threshold']}.", ""]
+    keys = ("ap50", "ap50_95", "precision", "recall", "f1", "tp", "fp", "fn", "ground_truth_boxes")
+    rows = [["class", "AP50", "AP50-95", "precision", "recall", "F1", "TP", "FP", "FN", "boxes"]]
+    rows += [[name] + [values[key] for key in keys] for name, values in evaluation.per_class.items()]
+    lines.append(qc.text_table(rows))
+    if evaluation.unknown_classes:
+        lines.append("Classes only in the predictions (no AP, not in the mean): "
+                     + ", ".join(evaluation.unknown_classes))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _figure(width_inches: float, height_inches: float):
+    import matplotlib.figure
+
+    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
+
+
+def _save(figure, path: str | pathlib.Path) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
+    """Save horizontal bars of AP50 and AP50-95 per class (classes without ground truth marked); the PNG path."""
+    names = list(evaluation.per_class)
+    figure = _figure(7, 1.6 + 0.5 * max(1, len(names)))
+    axes = figure.add_subplot()
+    positions = np.arange(len(names))
+    for offset, key, label in ((-0.2, "ap50", "AP50"), (0.2, "ap50_95", "AP50-95")):
+        values = [evaluation.per_class[name][key] for name in names]
+        axes.barh(positions + offset, np.nan_to_num(values), height=0.4, label=label)
+        for row, value in enumerate(values):
+            if not math.isnan(value):
+                axes.text(value, row + offset, f" {value:.2f}", va="center", fontsize=8)
+            elif key == "ap50":  # one note per class, between its two (empty) bars
+                axes.text(0, row, " no ground-truth boxes: no AP", va="center", fontsize=8)
+    axes.set_yticks(positions, names)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1.15)
+    axes.set_xlabel("average precision")
+    axes.legend(loc="lower right")
+    axes.set_title(f"Per-class AP ({evaluation.thresholds['map']}, up to {evaluation.thresholds['max_detections']} "
+                   f"detections/image)\nmAP50 = {qc.format_value(evaluation.map50)}, "
+                   f"mAP50-95 = {qc.format_value(evaluation.map50_95)}",
+                   fontsize=10)
+    return _save(figure, path)
+
+
+def plot_pr_curves(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
+    """Save COCOeval's interpolated precision-recall curve at IoU 0.5 for each class; the PNG path."""
+    figure = _figure(6, 5)
+    axes = figure.add_subplot()
+    colours = outputs.class_colours(evaluation.classes)
+    for name, curve in evaluation.pr_curves.items():
+        axes.plot(curve["recall"], curve["precision"], color=np.array(colours[name]) / 255,
+                  label=f"{name} (AP50 {evaluation.per_class[name]['ap50']:.2f})")
+    if not evaluation.pr_curves:
+        axes.text(0.5, 0.5, "no class has ground-truth boxes", ha="center", va="center")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title(f"Precision-recall per class at IoU {PR_CURVE_IOU} (COCO 101-point interpolation,\n"
+                   f"all scores ranked, up to {evaluation.thresholds['max_detections']} detections/image)", fontsize=10)
+    if evaluation.pr_curves:
+        axes.legend(loc="lower left")
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
+    """Save the detection confusion matrix (counts, background row/column); the PNG path."""
+    labels = evaluation.confusion_matrix_labels
+    matrix = np.asarray(evaluation.confusion_matrix)
+    size = 2.5 + 0.7 * len(labels)
+    figure = _figure(size + 1, size)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="boxes")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), value in np.ndenumerate(matrix):
+        axes.text(column, row, str(value), ha="center", va="center",
+                  color="white" if value > threshold else "black", fontsize=9)
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("annotated")
+    axes.set_title(f"Detection confusion matrix\nIoU >= {evaluation.thresholds['iou_threshold']}, score >= "
+                   f"{evaluation.thresholds['score_threshold']} (class-agnostic matching)", fontsize=10)
+    return _save(figure, path)

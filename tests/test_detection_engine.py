@@ -1,0 +1,195 @@
+"""The detection engine end to end on tiny synthetic data: train, resume after a kill, export, predict.
+
+One small run (128 px SpineNet-Mobile from scratch, a few steps) is shared by the module's tests;
+the kill/resume test trains a second run in a subprocess on two logical CPU devices
+(MirroredStrategy) and kills it mid-epoch.
+"""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from helpers import config as config_module
+from helpers import demo_data, doctor, history, images, runs
+from tests.conftest import REPOSITORY_ROOT
+
+pytestmark = pytest.mark.slow
+
+tf = pytest.importorskip("tensorflow")
+
+from helpers.detection import backbones, export, inference, predict, train  # noqa: E402
+from helpers.detection import model as model_module  # noqa: E402
+from helpers.detection.config import DetectionConfig  # noqa: E402
+
+
+def small_config(data: pathlib.Path, model_path: pathlib.Path, name: str, **overrides) -> DetectionConfig:
+    values = dict(images_dir=str(data / "images"), annotations_dir=str(data / "annotations"),
+                  model_path=str(model_path), model_name=name, image_size=128, epochs=2, steps_per_epoch=3,
+                  learning_rate_schedule="constant", score_threshold=0.0)
+    values.update(overrides)
+    return config_module.config_from_form(DetectionConfig, "quick", **values)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    data = demo_data.make_detection_demo(tmp_path_factory.mktemp("data") / "demo", number_of_images=8,
+                                         image_size=(160, 128))
+    return doctor.load_detection_dataset(data / "images", data / "annotations", progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    config = small_config(dataset.images_dir.parent, tmp_path_factory.mktemp("models"), "engine")
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    run.write_label_map(dataset.classes)
+    result = train.train_detector(config, run, dataset.items[:6], dataset.items[6:], dataset.classes,
+                                  dataset.usable_objects)
+    export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
+    return {"config": config, "run": run, "result": result}
+
+
+def test_history_has_one_row_per_epoch_with_validation_map(trained):
+    rows = history.read_history(trained["run"].history_path)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["train_total_loss"] > 0 and row["epoch_seconds"] > 0
+        assert 0.0 <= row["validation_map50"] <= 1.0 and 0.0 <= row["validation_map50_95"] <= row["validation_map50"]
+    assert trained["result"].epochs_completed == 2
+    assert pathlib.Path(trained["result"].best_checkpoint + ".index").is_file()
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(trained):
+    loop = trained["result"].loop
+    batch = next(iter(loop.task.build_inputs(loop.experiment.task.train_data)))
+    fixed = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    step = train._train_step_function(loop)
+    losses = []
+    for _ in range(6):
+        for metric in loop.metrics:
+            metric.reset_state()
+        step(fixed)
+        losses.append(float(loop.metrics[0].result()))
+    assert losses[-1] < losses[0], losses
+
+
+def test_rerun_with_more_epochs_resumes_instead_of_restarting(trained, dataset):
+    config = small_config(dataset.images_dir.parent, pathlib.Path(trained["config"].model_path), "engine", epochs=3)
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    assert run.resumed
+    result = train.train_detector(config, run, dataset.items[:6], dataset.items[6:], dataset.classes,
+                                  dataset.usable_objects)
+    assert result.resumed_from_epoch == 2 and result.epochs_completed == 3
+    assert [row["epoch"] for row in history.read_history(run.history_path)] == [1, 2, 3]
+
+
+def test_exported_model_reloads_and_gives_the_in_memory_models_boxes(trained, dataset):
+    detector = export.load_exported_model(trained["run"].exported_model)
+    assert detector.class_names == dataset.classes and detector.image_size == 128
+    path = dataset.items[6].image_path
+    in_memory = inference.preprocess_and_detect(trained["result"].model, [path], 128, dataset.classes, 0.0)[0]
+    reloaded = detector.detect(images.read_image(path), score_threshold=0.0, filename=path.name)
+    assert len(reloaded) == len(in_memory) > 0
+    np.testing.assert_allclose([[d.xmin, d.ymin, d.xmax, d.ymax, d.score] for d in reloaded],
+                               [[d.xmin, d.ymin, d.xmax, d.ymax, d.score] for d in in_memory], atol=1e-3)
+    height, width = images.read_image(path).shape[:2]
+    assert all(0 <= d.xmin <= d.xmax <= width and 0 <= d.ymin <= d.ymax <= height for d in reloaded)
+
+
+def test_exported_model_takes_images_of_any_size(trained):
+    detector = export.load_exported_model(trained["run"].exported_model)
+    for height, width in ((50, 300), (400, 90)):
+        pixels = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        for detection in detector.detect(pixels, score_threshold=0.0):
+            assert 0 <= detection.xmin <= detection.xmax <= width and 0 <= detection.ymin <= detection.ymax <= height
+
+
+def test_predict_folder_writes_csv_voc_coco_and_overlays(trained, dataset, tmp_path):
+    from helpers import voc
+    from helpers.detection import outputs
+
+    result = predict.predict_folder(trained["run"].root, dataset.images_dir, tmp_path / "results", progress=False,
+                                    score_threshold=0.0)
+    assert result.images == len(dataset.items)
+    rows = outputs.read_predictions_csv(result.csv_path)
+    assert len(rows) == len(result.detections)
+    assert len(list((tmp_path / "results" / "voc").glob("*.xml"))) == len(dataset.items)
+    for path in (tmp_path / "results" / "voc").glob("*.xml"):
+        assert all(obj.score is not None for obj in voc.read_voc(path).objects)
+    assert len(list((tmp_path / "results" / "overlays").glob("*.png"))) == len(dataset.items)
+    with pytest.raises(ValueError, match="not empty"):
+        predict.predict_folder(trained["run"].root, dataset.images_dir, tmp_path / "results", progress=False)
+
+
+KILLED_TRAINING = textwrap.dedent("""
+    import os, signal, sys
+    import tensorflow as tf
+    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    from helpers import config as config_module, doctor, runs
+    from helpers.detection import strategy, train
+    from helpers.detection.config import DetectionConfig
+
+    class KillMidEpoch:
+        def on_step_end(self, step, steps_per_epoch, logs):
+            if logs["epoch"] == 2 and step == 2:
+                sys.stdout.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    data, model_path = sys.argv[1], sys.argv[2]
+    dataset = doctor.load_detection_dataset(data + "/images", data + "/annotations", progress=False)
+    config = config_module.config_from_form(DetectionConfig, "quick", images_dir=data + "/images",
+        annotations_dir=data + "/annotations", model_path=model_path, model_name="killed", image_size=128,
+        epochs=3, steps_per_epoch=3)
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    chosen = strategy.choose_strategy(mirror_cpus=True)
+    print(strategy.describe_strategy(chosen), flush=True)
+    train.train_detector(config, run, dataset.items[:6], [], dataset.classes, dataset.usable_objects,
+                         callbacks=(KillMidEpoch(),), strategy=chosen)
+""")
+
+
+def test_killed_mid_epoch_then_rerun_ends_with_all_epochs_and_a_consistent_history(dataset, tmp_path):
+    script = tmp_path / "killed_training.py"
+    script.write_text(KILLED_TRAINING, encoding="utf-8")
+    completed = subprocess.run([sys.executable, str(script), str(dataset.images_dir.parent), str(tmp_path)],
+                               cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)})
+    assert completed.returncode == -signal.SIGKILL, completed.stderr[-3000:]
+    assert "MirroredStrategy" in completed.stdout  # the multi-device path ran on 2 logical CPUs
+    run_folder = tmp_path / "killed"
+    assert [row["epoch"] for row in history.read_history(run_folder / "history.csv")] == [1]
+
+    config = small_config(dataset.images_dir.parent, tmp_path, "killed", epochs=3,
+                          learning_rate_schedule="cosine")
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    result = train.train_detector(config, run, dataset.items[:6], [], dataset.classes, dataset.usable_objects)
+    assert result.resumed_from_epoch == 1 and result.epochs_completed == 3
+    assert [row["epoch"] for row in history.read_history(run.history_path)] == [1, 2, 3]
+
+
+def test_coco_weights_are_downloaded_and_loaded_into_backbone_not_head(tmp_path, http_server):
+    import tarfile
+
+    config = small_config(tmp_path, tmp_path / "models", "pretrained_source")
+    # A "published" checkpoint made the way Model Garden's trainer saves them: model + checkpoint_items at the root.
+    source_model = model_module.build_model(config, num_classes=1)
+    checkpoint_dir = tmp_path / "published"
+    tf.train.Checkpoint(model=source_model, **source_model.checkpoint_items).write(str(checkpoint_dir / "ckpt-1"))
+    archive = http_server.root / "weights.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        handle.add(checkpoint_dir, arcname="spinenet49mobile")
+    spec = backbones.BackboneSpec(**{**backbones.get_backbone("spinenet49_mobile").__dict__,
+                                     "checkpoint_url": f"{http_server.url}/weights.tar.gz"})
+    weights = backbones.download_pretrained(spec, cache_dir=tmp_path / "cache", progress=False)
+    assert len(weights.sha256) == 64 and not weights.reused
+    target = model_module.build_model(config, num_classes=3)
+    assert backbones.load_pretrained(target, spec, weights) == ["backbone"]
+    for source_variable, target_variable in zip(source_model.backbone.weights, target.backbone.weights):
+        np.testing.assert_array_equal(source_variable.numpy(), target_variable.numpy())
+    assert backbones.download_pretrained(spec, cache_dir=tmp_path / "cache", progress=False).reused

@@ -1,0 +1,348 @@
+"""Detection QC: our figures equal a direct pycocotools computation; counts and matrix on hand-made cases."""
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pycocotools import coco, cocoeval
+
+from helpers import doctor, errors, voc
+from helpers.detection import outputs
+from helpers.qc import detection
+from tests.conftest import REPOSITORY_ROOT, shared_dataset
+
+CLASSES = ("Erythrozyt", "débris", "platelet")
+
+
+def box(name, xmin, ymin, xmax, ymax, difficult=False):
+    return voc.VocObject(name, float(xmin), float(ymin), float(xmax), float(ymax), difficult=difficult)
+
+
+def annotation(filename, objects, size=(200, 150)):
+    return voc.VocAnnotation(filename=filename, width=size[0], height=size[1], depth=3, objects=list(objects))
+
+
+def detection_of(filename, name, score, xmin, ymin, xmax, ymax):
+    return outputs.Detection(filename, name, float(score), float(xmin), float(ymin), float(xmax), float(ymax))
+
+
+# ---------------------------------------------------------------- generated cases
+
+
+def generated_case(seed):
+    """Ground truth of 6 images (one empty, one difficult box) and predictions: jittered boxes, misses, FPs."""
+    rng = np.random.default_rng(seed)
+    ground_truth, predictions = {}, []
+    for index in range(6):
+        filename = f"bild_{index}.png"
+        objects = []
+        for _ in range(0 if index == 0 else int(rng.integers(1, 7))):
+            x, y = rng.uniform(0, 150), rng.uniform(0, 110)
+            objects.append(box(CLASSES[int(rng.integers(0, 3))], x, y, x + rng.uniform(8, 50), y + rng.uniform(8, 40)))
+        if index == 2:
+            objects.append(box("débris", 20, 20, 60, 50, difficult=True))
+        ground_truth[filename] = annotation(filename, objects)
+        for obj in objects:
+            if rng.random() < 0.2:
+                continue  # missed
+            width, height = obj.xmax - obj.xmin, obj.ymax - obj.ymin
+            shift = rng.normal(0, 0.12, 4) * [width, height, width, height]
+            name = obj.name if rng.random() < 0.85 else CLASSES[int(rng.integers(0, 3))]
+            predictions.append(detection_of(filename, name, rng.uniform(0.05, 1.0), obj.xmin + shift[0],
+                                            obj.ymin + shift[1], obj.xmax + shift[2], obj.ymax + shift[3]))
+        for _ in range(int(rng.integers(0, 4))):  # false positives, the empty image included
+            x, y = rng.uniform(0, 150), rng.uniform(0, 110)
+            predictions.append(detection_of(filename, CLASSES[int(rng.integers(0, 3))], rng.uniform(0.05, 1.0),
+                                            x, y, x + rng.uniform(8, 40), y + rng.uniform(8, 40)))
+    return ground_truth, predictions
+
+
+def direct_cocoeval(ground_truth, predictions, category_names, category_ids=None):
+    """COCOeval on COCO dictionaries built here by hand; returns the evaluated object."""
+    image_ids = {name: 100 + position for position, name in enumerate(ground_truth)}
+    categories = [{"id": 10 + position, "name": name} for position, name in enumerate(category_names)]
+    category_of = {entry["name"]: entry["id"] for entry in categories}
+    annotations = []
+    for filename, item in ground_truth.items():
+        for obj in item.objects:
+            width, height = obj.xmax - obj.xmin, obj.ymax - obj.ymin
+            annotations.append({"id": len(annotations) + 1, "image_id": image_ids[filename],
+                                "category_id": category_of[obj.name], "bbox": [obj.xmin, obj.ymin, width, height],
+                                "area": width * height, "iscrowd": 1 if obj.difficult else 0})
+    results = [{"image_id": image_ids[p.filename], "category_id": category_of[p.class_name],
+                "bbox": [p.xmin, p.ymin, p.xmax - p.xmin, p.ymax - p.ymin], "score": p.score}
+               for p in predictions if p.class_name in category_of]
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = coco.COCO()
+        truth.dataset = {"images": [{"id": identifier, "width": 200, "height": 150}
+                                    for identifier in image_ids.values()],
+                         "categories": categories, "annotations": annotations}
+        truth.createIndex()
+        evaluator = cocoeval.COCOeval(truth, truth.loadRes(results), "bbox")
+        if category_ids is not None:
+            evaluator.params.catIds = [category_of[name] for name in category_ids]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_map_equals_direct_pycocotools(seed):
+    ground_truth, predictions = generated_case(seed)
+    evaluation = detection.evaluate_detection(ground_truth, predictions)
+    names = sorted({obj.name for item in ground_truth.values() for obj in item.objects})
+    direct = direct_cocoeval(ground_truth, predictions, names)
+    assert 0.0 < evaluation.map50 < 1.0  # the case is neither trivial nor hopeless
+    assert evaluation.map50_95 == pytest.approx(direct.stats[0], abs=1e-12)
+    assert evaluation.map50 == pytest.approx(direct.stats[1], abs=1e-12)
+    assert evaluation.map75 == pytest.approx(direct.stats[2], abs=1e-12)
+    for name in names:  # per class: a separate COCOeval restricted to that one category
+        alone = direct_cocoeval(ground_truth, predictions, names, category_ids=[name])
+        assert evaluation.per_class[name]["ap50_95"] == pytest.approx(alone.stats[0], abs=1e-12)
+        assert evaluation.per_class[name]["ap50"] == pytest.approx(alone.stats[1], abs=1e-12)
+    assert evaluation.number_of_images == 6
+
+
+def test_difficult_box_is_ignored_not_a_miss_nor_a_false_positive():
+    ground_truth = {"a.png": annotation("a.png", [box("cell", 10, 10, 50, 50), box("cell", 100, 10, 140, 50, True)])}
+    on_difficult = detection_of("a.png", "cell", 0.9, 100, 10, 140, 50)
+    on_regular = detection_of("a.png", "cell", 0.8, 10, 10, 50, 50)
+    evaluation = detection.evaluate_detection(ground_truth, [on_difficult, on_regular])
+    # A false positive ranked first would give AP50 0.5; a missed difficult box would cap recall at 0.5.
+    assert evaluation.map50 == pytest.approx(1.0)
+    cell = evaluation.per_class["cell"]
+    assert (cell["tp"], cell["fp"], cell["fn"], cell["ground_truth_boxes"], cell["difficult_boxes"]) == (1, 0, 0, 1, 1)
+    assert evaluation.confusion_matrix == [[1, 0], [0, 0]]
+    alone = detection.evaluate_detection(ground_truth, [on_regular])
+    assert alone.map50 == pytest.approx(1.0) and alone.per_class["cell"]["fn"] == 0
+
+
+def test_perfect_predictions_give_map_one():
+    ground_truth, _ = generated_case(5)
+    perfect = [detection_of(name, obj.name, 1.0, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+               for name, item in ground_truth.items() for obj in item.objects]
+    evaluation = detection.evaluate_detection(ground_truth, perfect)
+    assert (evaluation.map50, evaluation.map50_95, evaluation.map75) == (pytest.approx(1.0),) * 3
+    assert all(values["fp"] == 0 and values["fn"] == 0 for values in evaluation.per_class.values())
+
+
+def test_unknown_class_is_listed_and_left_out_of_the_mean():
+    ground_truth, predictions = generated_case(1)
+    ghost = detection_of("bild_1.png", "Geist", 0.99, 0, 0, 30, 30)
+    with_ghost = detection.evaluate_detection(ground_truth, predictions + [ghost])
+    without = detection.evaluate_detection(ground_truth, predictions)
+    assert with_ghost.unknown_classes == ["Geist"]
+    assert with_ghost.classes[-1] == "Geist"
+    assert math.isnan(with_ghost.per_class["Geist"]["ap50"])
+    assert with_ghost.per_class["Geist"]["fp"] == 1
+    assert with_ghost.map50 == without.map50 and with_ghost.map50_95 == without.map50_95
+    assert with_ghost.confusion_matrix[-1][with_ghost.classes.index("Geist")] == 1  # (background, Geist)
+    assert with_ghost.to_json_dict()["per_class"]["Geist"]["ap50"] is None
+
+
+def test_class_order_follows_the_classes_argument():
+    ground_truth, predictions = generated_case(2)
+    evaluation = detection.evaluate_detection(ground_truth, predictions, classes=["platelet", "unused"])
+    assert evaluation.classes[:2] == ["platelet", "unused"]
+    assert math.isnan(evaluation.per_class["unused"]["ap50"])
+    assert evaluation.unknown_classes == []
+
+
+def test_prediction_for_an_image_without_ground_truth_is_an_error_naming_it():
+    ground_truth, predictions = generated_case(0)
+    stray = detection_of("fremd_ü.jpg", "platelet", 0.5, 0, 0, 10, 10)
+    with pytest.raises(errors.DatasetError, match="fremd_ü.jpg"):
+        detection.evaluate_detection(ground_truth, predictions + [stray])
+
+
+def test_counts_on_a_hand_made_case():
+    ground_truth = {
+        "a.png": annotation("a.png", [box("A", 0, 0, 10, 10), box("A", 20, 20, 30, 30), box("B", 40, 40, 50, 50)]),
+        "b.png": annotation("b.png", []),
+    }
+    predictions = [
+        detection_of("a.png", "A", 0.9, 0, 0, 10, 10),      # TP A
+        detection_of("a.png", "A", 0.8, 0, 0, 10, 9),       # duplicate of the same box: FP A
+        detection_of("a.png", "A", 0.2, 20, 20, 30, 30),    # below the score threshold: not counted, box 2 is FN
+        detection_of("a.png", "A", 0.7, 40, 40, 50, 50),    # on the B box: FP A, and B is FN
+        detection_of("b.png", "B", 0.95, 5, 5, 15, 15),     # empty image: FP B
+        detection_of("a.png", "B", 0.6, 100, 100, 110, 110),  # nowhere: FP B
+    ]
+    evaluation = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.3)
+    a, b = evaluation.per_class["A"], evaluation.per_class["B"]
+    assert (a["tp"], a["fp"], a["fn"], a["ground_truth_boxes"]) == (1, 2, 1, 2)
+    assert (b["tp"], b["fp"], b["fn"], b["ground_truth_boxes"]) == (0, 2, 1, 1)
+    assert a["precision"] == pytest.approx(1 / 3) and a["recall"] == pytest.approx(0.5)
+    assert a["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
+    assert (b["precision"], b["recall"], b["f1"]) == (0.0, 0.0, 0.0)
+    # the same boxes at a lower threshold: the 0.2 detection now finds box 2
+    lower = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.1)
+    assert (lower.per_class["A"]["tp"], lower.per_class["A"]["fn"]) == (2, 0)
+    assert evaluation.thresholds == {"iou_threshold": 0.5, "score_threshold": 0.3, "max_detections": 100,
+                                     "map": "COCO IoU 0.50:0.05:0.95, area all"}
+
+
+def test_iou_threshold_decides_a_match():
+    ground_truth = {"a.png": annotation("a.png", [box("A", 0, 0, 10, 10)])}
+    shifted = [detection_of("a.png", "A", 0.9, 4, 0, 14, 10)]  # IoU 6*10 / (2*100 - 60) = 0.4286
+    assert detection.evaluate_detection(ground_truth, shifted, iou_threshold=0.5).per_class["A"]["tp"] == 0
+    assert detection.evaluate_detection(ground_truth, shifted, iou_threshold=0.4).per_class["A"]["tp"] == 1
+
+
+def test_confusion_matrix_on_a_hand_made_case():
+    ground_truth = {"a.png": annotation("a.png", [box("A", 0, 0, 10, 10), box("B", 20, 20, 30, 30),
+                                                  box("B", 40, 40, 50, 50), box("C", 60, 60, 70, 70)])}
+    predictions = [
+        detection_of("a.png", "A", 0.9, 0, 0, 10, 10),        # A as A
+        detection_of("a.png", "A", 0.8, 20, 20, 30, 30),      # B as A
+        detection_of("a.png", "C", 0.7, 100, 100, 120, 120),  # background as C
+        detection_of("a.png", "B", 0.6, 0, 0, 10, 10),        # A already taken: background as B
+        detection_of("a.png", "B", 0.1, 40, 40, 50, 50),      # below the score threshold: the B box stays missed
+    ]
+    evaluation = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.3)
+    assert evaluation.confusion_matrix_labels == ["A", "B", "C", "background"]
+    assert evaluation.confusion_matrix == [
+        [1, 0, 0, 0],   # A: found as A
+        [1, 0, 0, 1],   # B: one called A, one missed
+        [0, 0, 0, 1],   # C: missed
+        [0, 1, 1, 0],   # background: a B and a C detection on nothing
+    ]
+
+
+def test_pr_curves_are_cocoeval_precision_at_iou_05():
+    ground_truth, predictions = generated_case(3)
+    evaluation = detection.evaluate_detection(ground_truth, predictions)
+    names = list(evaluation.classes)
+    direct = direct_cocoeval(ground_truth, predictions, names)
+    for index, name in enumerate(names):
+        curve = evaluation.pr_curves[name]
+        assert curve["recall"] == pytest.approx(list(np.linspace(0, 1, 101)))
+        assert curve["precision"] == pytest.approx(list(direct.eval["precision"][0, :, index, 0, -1]))
+    assert set(evaluation.per_class) == set(names)
+
+
+def test_no_predictions_gives_zero_map_and_all_misses():
+    ground_truth, _ = generated_case(4)
+    evaluation = detection.evaluate_detection(ground_truth, [])
+    assert evaluation.map50 == 0.0 and evaluation.map50_95 == 0.0
+    boxes = sum(not obj.difficult for item in ground_truth.values() for obj in item.objects)
+    assert sum(values["fn"] for values in evaluation.per_class.values()) == boxes
+
+
+def test_bad_thresholds_are_config_errors():
+    ground_truth, predictions = generated_case(0)
+    with pytest.raises(errors.ConfigError, match="iou_threshold"):
+        detection.evaluate_detection(ground_truth, predictions, iou_threshold=1.5)
+    with pytest.raises(errors.ConfigError, match="max_detections"):
+        detection.evaluate_detection(ground_truth, predictions, max_detections=0)
+
+
+def test_json_dict_is_strict_json_and_plots_are_written(tmp_path):
+    ground_truth, predictions = generated_case(0)
+    evaluation = detection.evaluate_detection(ground_truth, predictions, classes=["platelet", "unused"])
+    text = json.dumps(evaluation.to_json_dict(), allow_nan=False)
+    assert json.loads(text)["per_class"]["unused"]["ap50"] is None
+    for plot in (detection.plot_per_class_ap, detection.plot_pr_curves, detection.plot_confusion_matrix):
+        path = plot(evaluation, tmp_path / f"{plot.__name__}.png")
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- folders and the command
+
+
+def write_ground_truth_folder(folder, ground_truth):
+    """One VOC file per image, named after the image stem."""
+    for filename, item in ground_truth.items():
+        voc.write_voc(item, folder / f"{pathlib.PurePath(filename).stem}.xml")
+
+
+def test_load_ground_truth_and_stem_matching(tmp_path):
+    ground_truth, _ = generated_case(0)
+    write_ground_truth_folder(tmp_path, ground_truth)
+    voc.write_voc(annotation("", [box("A", 1, 1, 5, 5), box("A", 3, 3, 3, 9)]), tmp_path / "ohne_name.xml")
+    loaded = detection.load_ground_truth(tmp_path)
+    assert set(loaded) == set(ground_truth) | {"ohne_name"}
+    assert loaded["bild_1.png"] == ground_truth["bild_1.png"]
+    assert len(loaded["ohne_name"].objects) == 1  # the zero-width box is left out
+    names = ("bild_1.jpg", "C:\\x\\bild_2.png", "ohne_name.tif")  # other extension, Windows folder, XML stem
+    renamed = [detection_of(name, "A", 0.5, 0, 0, 1, 1) for name in names]
+    assert [p.filename for p in detection.match_predictions(loaded, renamed)] == ["bild_1.png", "bild_2.png",
+                                                                                 "ohne_name"]
+
+
+def run_command(*arguments):
+    return subprocess.run([sys.executable, "-m", "helpers.qc", *arguments], cwd=REPOSITORY_ROOT,
+                          capture_output=True, text=True, encoding="utf-8", timeout=120)
+
+
+def test_command_json_equals_the_function(tmp_path):
+    ground_truth, predictions = generated_case(2)
+    annotations_dir = tmp_path / "annotations"
+    write_ground_truth_folder(annotations_dir, ground_truth)
+    csv_path = outputs.write_predictions_csv(predictions, tmp_path / "predictions.csv")
+    completed = run_command("detection", "--ground-truth", str(annotations_dir), "--predictions", str(csv_path),
+                            "--score-threshold", "0.4", "--iou-threshold", "0.6", "--json")
+    assert completed.returncode == 0, completed.stderr
+    printed = json.loads(completed.stdout)  # the whole of stdout is one JSON object
+    expected = detection.evaluate_detection(detection.load_ground_truth(annotations_dir),
+                                            outputs.read_predictions_csv(csv_path), score_threshold=0.4,
+                                            iou_threshold=0.6).to_json_dict()
+    assert printed == expected
+    assert printed["thresholds"]["iou_threshold"] == 0.6 and "débris" in printed["per_class"]
+
+
+def test_command_table_and_user_error(tmp_path):
+    ground_truth, predictions = generated_case(2)
+    write_ground_truth_folder(tmp_path / "annotations", ground_truth)
+    csv_path = outputs.write_predictions_csv(predictions + [detection_of("fremd.png", "A", 0.5, 0, 0, 9, 9)],
+                                             tmp_path / "predictions.csv")
+    failed = run_command("detection", "--ground-truth", str(tmp_path / "annotations"), "--predictions", str(csv_path),
+                         "--json")
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert len(failed.stderr.strip().splitlines()) == 1 and "fremd.png" in failed.stderr
+    outputs.write_predictions_csv(predictions, csv_path)
+    table = run_command("detection", "--ground-truth", str(tmp_path / "annotations"), "--predictions", str(csv_path))
+    assert table.returncode == 0 and "mAP50-95" in table.stdout and "IoU >= 0.5" in table.stdout
+
+
+def test_qc_modules_do_not_import_tensorflow():
+    code = ("import sys, helpers.qc.__main__, helpers.qc.detection, helpers.qc.classification, helpers.qc.grading, "
+            "helpers.detection.outputs; print('tensorflow' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY_ROOT, capture_output=True, text=True)
+    assert completed.stdout.strip() == "False", completed.stderr
+
+
+# ---------------------------------------------------------------- the real BCCD data
+
+
+def test_bccd_ground_truth_against_itself_gives_map_one(tmp_path):
+    bccd = shared_dataset("bccd")
+    stems = (bccd / "ImageSets" / "Main" / "test.txt").read_text().split()
+    dataset = doctor.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
+    items = [item for item in dataset.items if item.stem in set(stems)]
+    assert len(items) == len(stems) == 72
+    ground_truth = {item.image_path.name: dataclasses.replace(item.annotation, objects=dataset.usable_objects(item))
+                    for item in items}
+    as_predictions = [detection_of(name, obj.name, 1.0, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+                      for name, item in ground_truth.items() for obj in item.objects]
+    evaluation = detection.evaluate_detection(ground_truth, as_predictions)
+    assert evaluation.map50 == pytest.approx(1.0) and evaluation.map50_95 == pytest.approx(1.0)
+    assert evaluation.classes == ["Platelets", "RBC", "WBC"]
+    # The command on the whole folder: zero-area boxes are left out of the ground truth, so it is 1.0 too.
+    loaded = detection.load_ground_truth(bccd / "Annotations")
+    csv_path = outputs.write_predictions_csv(
+        [detection_of(name, obj.name, 1.0, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+         for name, item in loaded.items() for obj in item.objects], tmp_path / "predictions.csv")
+    completed = run_command("detection", "--ground-truth", str(bccd / "Annotations"), "--predictions", str(csv_path),
+                            "--json")
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["map50"] == pytest.approx(1.0)
+    assert "zero or negative area" in completed.stderr
