@@ -60,8 +60,8 @@ def download_example(name: str, model_path: str) -> pathlib.Path | None:
         return None
     from helpers import downloads  # local: only this optional cell needs it
 
+    root = downloads.fetch_example(name, pathlib.Path(model_path) / "example_data")  # ConfigError lists the names
     entry = downloads.load_manifest()[name]
-    root = downloads.fetch_example(name, pathlib.Path(model_path) / "example_data")
     print(f"{name}: {entry.description}\nLicence: {entry.licence}. Cite: {entry.citation}")
     for label, subfolder in (("Training_images", entry.images_subdir), ("Training_annotations", entry.annotations_subdir)):
         if subfolder:

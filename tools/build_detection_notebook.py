@@ -6,22 +6,9 @@ keeps a reviewable plain-text copy of every cell. Run: .venv/bin/python tools/bu
 
 import pathlib
 
-import nbformat
+from notebook_cells import code, markdown, save
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CELLS = []
-
-
-def markdown(text):
-    CELLS.append(nbformat.v4.new_markdown_cell(text.strip()))
-
-
-def code(text, tags=()):
-    cell = nbformat.v4.new_code_cell(text.strip())
-    cell.metadata["cellView"] = "form"
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    CELLS.append(cell)
 
 
 markdown("""
@@ -276,11 +263,4 @@ predictions = workflow.predict(model_path, model_name, Prediction_images or Test
 predictions.show(count=4)
 """)
 
-notebook = nbformat.v4.new_notebook(cells=CELLS)
-notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-notebook.metadata["language_info"] = {"name": "python"}
-notebook.metadata["colab"] = {"provenance": [], "toc_visible": True}
-notebook.metadata["accelerator"] = "GPU"
-path = ROOT / "notebooks" / "detection_retinanet.ipynb"
-nbformat.write(notebook, str(path))
-print(path)
+print(save(ROOT / "notebooks" / "detection_retinanet.ipynb"))

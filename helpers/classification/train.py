@@ -1,0 +1,444 @@
+"""Train a classifier in two phases with per-epoch checkpoints and automatic resume.
+
+Phases (global epoch numbers 1..``config.epochs``):
+
+* from ImageNet weights: ``head`` (epochs 1..``head_epochs``: only the new head learns, the
+  backbone is frozen) then ``fine_tune`` (the top ``fine_tune_layers`` backbone layers learn too,
+  at ``fine_tune_learning_rate``, batch normalisation kept frozen);
+* from scratch (``pretrained = "none"``): one phase ``all`` in which every layer learns;
+* continuing an earlier model (``continue_from``): one ``fine_tune`` phase.
+
+Each phase is one ``keras.Model.fit`` call with these callbacks, in this order:
+``_Validation`` (validation loss, accuracy, balanced accuracy and macro F1 through scikit-learn,
+put into the epoch's logs), ``_Plateau`` (ReduceLROnPlateau) and ``_EarlyStopping`` on the
+validation balanced accuracy, then ``_Recorder``, which saves the epoch's model (optimizer
+included) to ``checkpoints/epoch_NNNN.keras``, copies it to ``checkpoints/best.keras`` when the
+validation balanced accuracy improved, writes ``checkpoints/state.json`` (epochs done, phase,
+best epoch, the plateau/early-stopping counters and every history row) and only then appends the
+row to ``history.csv``. Rerunning with the same run folder restores that state: the same number
+of completed epochs, the same ``history.csv`` (repaired from ``state.json`` if the process died
+between the two writes), the optimizer's moments and learning rate.
+
+``history.csv`` columns: the training figures are Keras's running means over the epoch's
+augmented (and mixed) batches, weighted like the loss: with ``class_balance = class_weights``
+``train_accuracy`` is therefore the training *balanced* accuracy. The validation figures are
+measured after the epoch on the un-augmented validation images (scikit-learn);
+``validation_loss`` is the plain cross-entropy (no label smoothing, no class weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+
+from helpers import errors, history, runs
+from helpers.classification import augmentation, pipeline
+from helpers.classification import model as model_module
+from helpers.classification.config import ClassificationConfig
+
+# Numbers only (helpers.history reads every cell as a number); each row's phase is kept in state.json.
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "train_macro_f1", "validation_loss",
+                   "validation_accuracy", "validation_balanced_accuracy", "validation_macro_f1", "learning_rate",
+                   "epoch_seconds", "seconds_per_step")
+CURVE_PANELS = (("Loss", ("train_loss", "validation_loss")),
+                ("Accuracy", ("train_accuracy", "validation_accuracy", "validation_balanced_accuracy")),
+                ("Macro F1", ("train_macro_f1", "validation_macro_f1")))
+MONITOR = "validation_balanced_accuracy"
+PLATEAU_FACTOR = 0.2
+MINIMUM_LEARNING_RATE = 1e-7
+CHECKPOINTS_KEPT = 2
+STATE_FILE = "state.json"
+# Batch-norm moving-average momentum when training from scratch (see model.build_classifier).
+FROM_SCRATCH_BATCH_NORM_MOMENTUM = 0.9
+BEST_FILE = "best.keras"
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """The outcome of ``train_classifier``.
+
+    Attributes:
+        model: the classifier with the best epoch's weights.
+        epochs_completed: epochs finished so far (all sessions together).
+        best_epoch: the epoch kept (highest validation balanced accuracy; the last one without validation).
+        best_metrics: that epoch's ``history.csv`` row.
+        resumed_from_epoch: epochs already done when this session started (0 = fresh start).
+        stopped_early: phases that early stopping ended.
+        strategy: plain-text description of the hardware used.
+        precision: the Keras dtype policy used ("float32", "mixed_float16", ...).
+        seconds_per_step: median training seconds per step in this session (NaN if no step ran).
+    """
+
+    model: Any
+    epochs_completed: int
+    best_epoch: int
+    best_metrics: dict
+    resumed_from_epoch: int
+    stopped_early: list
+    strategy: str
+    precision: str
+    seconds_per_step: float
+
+
+def phases(config: ClassificationConfig) -> list[tuple[str, int, int]]:
+    """(phase name, first epoch, last epoch) of every phase with at least one epoch."""
+    if config.trains_from_scratch:
+        planned = [("all", 1, config.epochs)]
+    elif config.continue_from:
+        planned = [("fine_tune", 1, config.epochs)]
+    else:
+        planned = [("head", 1, config.head_epochs), ("fine_tune", config.head_epochs + 1, config.epochs)]
+    return [(name, first, last) for name, first, last in planned if last >= first]
+
+
+# ----- state ------------------------------------------------------------------------------
+
+
+def _empty_state() -> dict:
+    return {"epochs_completed": 0, "phase": None, "checkpoint": None, "best_epoch": 0, "best_score": -math.inf,
+            "stopped_early": [], "plateau": None, "early_stopping": None, "rows": []}
+
+
+def read_state(run: runs.RunFolder) -> dict:
+    """``checkpoints/state.json`` (a fresh state when absent)."""
+    path = run.checkpoints / STATE_FILE
+    if not path.is_file():
+        return _empty_state()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise errors.ModelError(f"{path}: unreadable ({error}). Choose a new model_name; the checkpoints in "
+                                f"{run.checkpoints} are kept.") from None
+
+
+def _write_json_atomically(path: pathlib.Path, value: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _repair_history(run: runs.RunFolder, state: dict) -> None:
+    """Make history.csv hold exactly the rows of epochs 1..epochs_completed (those in state.json)."""
+    done = state["epochs_completed"]
+    kept = history.truncate_history(run.history_path, done, HISTORY_COLUMNS)
+    present = {row["epoch"] for row in kept}
+    for row in state["rows"]:
+        if row["epoch"] not in present and row["epoch"] <= done:
+            history.append_history(run.history_path, row, HISTORY_COLUMNS)
+
+
+# ----- callbacks --------------------------------------------------------------------------
+
+
+class _Validation(keras.callbacks.Callback):
+    """Validation loss/accuracy/balanced accuracy/macro F1 (scikit-learn) added to the epoch's logs."""
+
+    def __init__(self, dataset, label_indices: Sequence[int], number_of_classes: int):
+        super().__init__()
+        self.dataset, self.labels, self.number_of_classes = dataset, np.asarray(label_indices), number_of_classes
+        self.started = 0.0
+        self.learning_rate = math.nan
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.started
+        logs["learning_rate"] = self.learning_rate  # the rate used during the epoch, before any reduction
+        if self.dataset is not None:
+            logs.update(validation_metrics(self.model, self.dataset, self.labels, self.number_of_classes))
+
+
+def validation_metrics(model, dataset, label_indices: np.ndarray, number_of_classes: int) -> dict[str, float]:
+    """Loss (plain cross-entropy), accuracy, balanced accuracy and macro F1 of ``model`` on ``dataset``."""
+    from sklearn import metrics
+
+    probabilities = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
+    predicted = probabilities.argmax(axis=1)
+    picked = probabilities[np.arange(len(label_indices)), label_indices]
+    return {"validation_loss": float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()),
+            "validation_accuracy": float(metrics.accuracy_score(label_indices, predicted)),
+            "validation_balanced_accuracy": float(metrics.balanced_accuracy_score(label_indices, predicted)),
+            "validation_macro_f1": float(metrics.f1_score(label_indices, predicted, average="macro",
+                                                          labels=list(range(number_of_classes)), zero_division=0))}
+
+
+class _Plateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a restart (``restore`` after ``on_train_begin``)."""
+
+    def __init__(self, saved: dict | None, **options):
+        super().__init__(**options)
+        self.saved = saved
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.saved:
+            self.wait, self.cooldown_counter, self.best = self.saved["wait"], self.saved["cooldown"], self.saved["best"]
+
+    def state(self) -> dict:
+        return {"wait": self.wait, "cooldown": self.cooldown_counter, "best": self.best}
+
+
+class _EarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters survive a restart."""
+
+    def __init__(self, saved: dict | None, **options):
+        super().__init__(**options)
+        self.saved = saved
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.saved:
+            self.wait, self.best = self.saved["wait"], self.saved["best"]
+
+    def state(self) -> dict:
+        return {"wait": self.wait, "best": self.best}
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Checkpoint, state.json, then the history row (in that order; see the module docstring)."""
+
+    def __init__(self, run: runs.RunFolder, state: dict, phase: str, steps: int, plateau, early_stopping,
+                 has_validation: bool):
+        super().__init__()
+        self.run, self.state, self.phase, self.steps = run, state, phase, steps
+        self.plateau, self.early_stopping, self.has_validation = plateau, early_stopping, has_validation
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1  # Keras counts from 0; history.csv from 1
+        row = {"epoch": number, "phase": self.phase, "train_loss": logs.get("loss"),
+               "train_accuracy": logs.get("accuracy"), "train_macro_f1": logs.get("macro_f1"),
+               "learning_rate": logs["learning_rate"], "epoch_seconds": logs["epoch_seconds"],
+               "seconds_per_step": logs["epoch_seconds"] / self.steps}
+        row.update({key: logs[key] for key in HISTORY_COLUMNS if key.startswith("validation_") and key in logs})
+        if not math.isfinite(row["train_loss"]):
+            raise errors.ModelError(f"epoch {number}: the training loss became {row['train_loss']}. Lower "
+                                    f"learning_rate (e.g. divide it by 10) and start a new run (new model_name).")
+        self._save(number, row)
+
+    def _save(self, number: int, row: dict) -> None:
+        checkpoint = self.run.checkpoints / f"epoch_{number:04d}.keras"
+        temporary = checkpoint.with_name(f"epoch_{number:04d}.tmp.keras")
+        self.model.save(temporary)
+        os.replace(temporary, checkpoint)
+        score = row[MONITOR] if self.has_validation else number  # no validation: the latest epoch is kept
+        state = self.state
+        if score > state["best_score"] or state["best_epoch"] == 0:
+            shutil.copyfile(checkpoint, self.run.checkpoints / (BEST_FILE + ".tmp"))
+            os.replace(self.run.checkpoints / (BEST_FILE + ".tmp"), self.run.checkpoints / BEST_FILE)
+            state["best_score"], state["best_epoch"] = float(score), number
+        if self.model.stop_training:
+            state["stopped_early"] = sorted(set(state["stopped_early"]) | {self.phase})
+        state.update({"epochs_completed": number, "phase": self.phase, "checkpoint": checkpoint.name,
+                      "plateau": self.plateau.state(), "early_stopping": self.early_stopping.state(),
+                      "rows": [old for old in state["rows"] if old["epoch"] < number] + [_plain(row)]})
+        _write_json_atomically(self.run.checkpoints / STATE_FILE, state)
+        history.append_history(self.run.history_path, row, HISTORY_COLUMNS)
+        for old in sorted(self.run.checkpoints.glob("epoch_*.keras"))[:-CHECKPOINTS_KEPT]:
+            old.unlink()  # our own older checkpoints inside the run folder; best.keras is a separate copy
+
+
+def _plain(row: dict) -> dict:
+    return {key: (float(value) if isinstance(value, (np.floating, np.integer)) else value) for key, value in row.items()}
+
+
+# ----- the loop ---------------------------------------------------------------------------
+
+
+def choose_precision(config: ClassificationConfig) -> str:
+    """The Keras dtype policy: mixed float16 only on a GPU when ``mixed_precision = auto``."""
+    import tensorflow as tf
+
+    if config.mixed_precision == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[config.mixed_precision]
+
+
+def _datasets(config, train_items, validation_items, classes):
+    """(training dataset, steps per epoch, validation dataset or None, validation label indices)."""
+    train_labels = [classes.index(item.label) for item in train_items]
+    weights = pipeline.class_weights(train_labels, len(classes)) if config.class_balance == "class_weights" else None
+    train = pipeline.training_dataset([item.path for item in train_items], train_labels, len(classes),
+                                      config.image_size, config.batch_size, config.split_seed, weights,
+                                      balanced_sampling=config.class_balance == "balanced_sampling",
+                                      augmenter=augmentation.build_augmenter(config),
+                                      mixer=augmentation.build_mixer(config))
+    steps = pipeline.steps_per_epoch(len(train_items), config.batch_size, config.steps_per_epoch)
+    validation_labels = [classes.index(item.label) for item in validation_items]
+    validation = (pipeline.evaluation_dataset([item.path for item in validation_items], config.image_size,
+                                              config.batch_size) if validation_items else None)
+    return train, steps, validation, validation_labels
+
+
+def _compile(model, config: ClassificationConfig, phase: str) -> None:
+    model_module.set_trainable(model, phase, config.fine_tune_layers)
+    rate = config.fine_tune_learning_rate if phase == "fine_tune" else config.learning_rate
+    optimizer = model_module.make_optimizer(config.optimizer, rate, config.weight_decay)
+    model_module.compile_model(model, optimizer, config.label_smoothing)
+
+
+def _initial_model(config, classes, weights_path, initial_model_path):
+    """A new classifier: random, ImageNet backbone, or an earlier run's exported model."""
+    if initial_model_path:
+        model = model_module.load_classifier(initial_model_path)
+        if model.output.shape[-1] != len(classes):
+            raise errors.ModelError(f"continue_from: that model has {model.output.shape[-1]} classes, this data "
+                                    f"{len(classes)}. Continue only with the same classes, or start a new model.")
+        return model
+    return model_module.build_classifier(config.backbone, len(classes), config.image_size,
+                                         weights_path=str(weights_path) if weights_path else None,
+                                         dropout=config.dropout,
+                                         batch_norm_momentum=FROM_SCRATCH_BATCH_NORM_MOMENTUM if config.trains_from_scratch
+                                         else None)
+
+
+def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_items: Sequence, validation_items: Sequence,
+                     classes: Sequence[str], callbacks: Sequence = (), weights_path: str | pathlib.Path | None = None,
+                     initial_model_path: str | pathlib.Path | None = None, strategy=None) -> TrainingResult:
+    """Train (or resume training of) a classifier and record everything in the run folder.
+
+    Args:
+        config: the validated config (``run.config_path`` holds the same).
+        run: the run folder; ``checkpoints/state.json`` decides whether this resumes.
+        train_items, validation_items: ``dataset.ClassificationItem`` objects (validation may be empty).
+        classes: class names in model output order.
+        callbacks: extra Keras callbacks (progress bar, live plot), called after the epoch is recorded.
+        weights_path: ImageNet notop .h5 file for the backbone (fresh runs with ``pretrained = imagenet``).
+        initial_model_path: an earlier exported ``.keras`` classifier to continue from (fresh runs).
+        strategy: a ``tf.distribute`` strategy; chosen from the hardware when None.
+
+    Returns:
+        The ``TrainingResult`` with the best epoch's weights loaded.
+    """
+    from helpers.detection import strategy as strategy_module  # the same automatic choice as detection
+
+    if not train_items:
+        raise errors.DatasetError("train: no training images. Check Training_images and validation_fraction.")
+    if config.pretrained == "imagenet" and not config.continue_from and weights_path is None:
+        # Never fall back to random weights silently: the report would claim ImageNet initialisation.
+        raise errors.ModelError("pretrained: 'imagenet' but no weights were prepared. Run cell 3.3 first, or set "
+                                "pretrained = 'none' to train from scratch.")
+    classes = list(classes)
+    strategy = strategy or strategy_module.choose_strategy()
+    precision = choose_precision(config)
+    keras.mixed_precision.set_dtype_policy(precision)
+    state = read_state(run)
+    resumed_from = state["epochs_completed"]
+    _repair_history(run, state)
+    train, steps, validation, validation_labels = _datasets(config, train_items, validation_items, classes)
+    model = None
+    for phase, first, last in phases(config):
+        if state["epochs_completed"] >= last or phase in state["stopped_early"]:
+            continue
+        with strategy.scope():
+            model = _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path)
+        _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,
+                   callbacks)
+    step_times = [row["seconds_per_step"] for row in state["rows"] if row["epoch"] > resumed_from]
+    best = model_module.load_classifier(run.checkpoints / BEST_FILE) if (run.checkpoints / BEST_FILE).is_file() else None
+    if best is None:
+        raise errors.ModelError(f"{run.checkpoints}: no checkpoint was saved. Set epochs to at least 1 and train again.")
+    rows = {row["epoch"]: row for row in history.read_history(run.history_path)}
+    return TrainingResult(model=best, epochs_completed=state["epochs_completed"], best_epoch=state["best_epoch"],
+                          best_metrics=rows.get(state["best_epoch"], {}), resumed_from_epoch=resumed_from,
+                          stopped_early=list(state["stopped_early"]),
+                          strategy=strategy_module.describe_strategy(strategy), precision=precision,
+                          seconds_per_step=float(np.median(step_times)) if step_times else math.nan)
+
+
+def _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path):
+    """The model to train in ``phase``: resumed mid-phase (optimizer kept), or set up for a new phase."""
+    if state["checkpoint"] and model is None:
+        model = model_module.load_classifier(run.checkpoints / state["checkpoint"], compile=True)
+        if state["phase"] == phase:
+            model_module.set_trainable(model, phase, config.fine_tune_layers)  # same flags as saved
+            return model
+    if model is None:
+        model = _initial_model(config, classes, weights_path, initial_model_path)
+    state["plateau"] = state["early_stopping"] = None  # a new phase starts with fresh counters
+    state["phase"] = phase
+    _compile(model, config, phase)
+    return model
+
+
+def _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,
+               callbacks) -> None:
+    """One ``fit`` call from the next epoch to ``last`` with validation, plateau, early stopping and recording."""
+    monitored = validation is not None
+    plateau = _Plateau(state["plateau"], monitor=MONITOR, mode="max", factor=PLATEAU_FACTOR,
+                       patience=config.reduce_lr_patience, min_lr=MINIMUM_LEARNING_RATE, verbose=0)
+    stopping = _EarlyStopping(state["early_stopping"], monitor=MONITOR, mode="max",
+                              patience=config.early_stopping_patience or 10**9, verbose=0)
+    own = [_Validation(validation, validation_labels, len(classes))]
+    own += [plateau, stopping] if monitored else []
+    own.append(_Recorder(run, state, phase, steps, plateau, stopping, monitored))
+    model.fit(train, epochs=last, initial_epoch=state["epochs_completed"], steps_per_epoch=steps, verbose=0, shuffle=False,
+              callbacks=own + list(callbacks))
+
+
+# ----- callbacks for the notebook ---------------------------------------------------------------
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """A tqdm progress bar per epoch (loss, seconds per step, time left) and a line per finished epoch."""
+
+    def __init__(self, total_epochs: int, stream=None):
+        super().__init__()
+        self.total_epochs, self.stream = total_epochs, stream or sys.stderr
+        self.bar, self.epoch = None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tqdm.auto import tqdm
+
+        self.epoch = epoch + 1
+        steps = self.params.get("steps") if self.params else None
+        self.bar = tqdm(total=steps, desc=f"Epoch {self.epoch}/{self.total_epochs}", unit="step",
+                        file=self.stream, leave=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{(logs or {}).get('loss', math.nan):.3f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        validation = (f", validation accuracy {logs['validation_accuracy']:.3f}, balanced accuracy "
+                      f"{logs['validation_balanced_accuracy']:.3f}" if "validation_accuracy" in logs else "")
+        print(f"Epoch {epoch + 1}: loss {logs.get('loss', math.nan):.4f}{validation} "
+              f"({logs.get('epoch_seconds', math.nan):.0f} s)", file=self.stream)
+
+
+class LivePlotCallback(keras.callbacks.Callback):
+    """Redraw ``plots/training_curves.png`` from history.csv after every epoch; updated in place in Jupyter."""
+
+    def __init__(self, run: runs.RunFolder):
+        super().__init__()
+        self.run, self.handle = run, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = history.plot_history(self.run.history_path, self.run.plots / "training_curves.png", CURVE_PANELS)
+        try:
+            from IPython import display as ipython_display
+            from IPython import get_ipython
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        image = ipython_display.Image(filename=str(path))
+        if self.handle is None:
+            self.handle = ipython_display.display(image, display_id=True)
+        else:
+            self.handle.update(image)
