@@ -1,0 +1,241 @@
+"""Grading on the classification engine: its training loop, pipeline and export, with grading hooks.
+
+The loop (``helpers.classification.train.train_classifier``: phases, checkpoints every epoch,
+best model, resume from ``checkpoints/state.json``, ``history.csv``, reduce-LR and early stopping)
+is used as it is. What grading changes is injected through ``engine_hooks``:
+
+=================================  ==============================================================
+classification attribute           grading replacement
+=================================  ==============================================================
+``model.build_classifier``         ``heads.build_grading_model`` with the form's head
+``model.compile_model``            ``heads.compile_grading_model`` (the head's loss)
+``train.validation_metrics``       ``validation_metrics`` below: quadratic kappa, accuracy, MAE...
+``train.MONITOR``                  ``"validation_kappa"`` (best epoch, LR plateau, early stopping)
+``train.HISTORY_COLUMNS``          ``HISTORY_COLUMNS`` below (with validation kappa)
+``train.CURVE_PANELS``             ``CURVE_PANELS`` below (live plot and report curves)
+``pipeline.load_resized``          ``preprocessing.load_preprocessed`` (fundus crop, normalisation)
+``pipeline._balanced``             ``_balanced_with_multipliers`` (per-grade sampling multipliers)
+=================================  ==============================================================
+
+TEMPORARY ADAPTER: the classification engine has no extension points yet, so ``engine_hooks``
+swaps these module attributes for the duration of a ``with`` block (one notebook kernel, one run
+at a time) and restores them afterwards. The permanent change asked of the classification engine
+(see the project's issue 6 notes): ``train_classifier(..., task=TrainingTask(...))`` with fields
+build_model, compile_model, validation_metrics, monitor, history_columns, curve_panels; and an
+``image_loader`` and ``sampling_weights`` argument through ``pipeline.training_dataset``,
+``evaluation_dataset`` and ``predict.predict_paths``. This module then passes them instead of
+patching, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from helpers import runs
+from helpers.classification import model as classification_model
+from helpers.classification import pipeline, predict
+from helpers.classification import train as classification_train
+from helpers.grading import heads, ordinal, preprocessing
+from helpers.grading.config import GradingConfig
+
+MONITOR = "validation_kappa"
+# Numbers only, like the classification columns (each epoch's phase is kept in checkpoints/state.json).
+HISTORY_COLUMNS = ("epoch", "train_loss", "validation_loss", "validation_kappa", "validation_accuracy",
+                   "validation_mean_absolute_error", "validation_balanced_accuracy", "learning_rate",
+                   "epoch_seconds", "seconds_per_step")
+CURVE_PANELS = (("Loss", ("train_loss", "validation_loss")),
+                ("Quadratic weighted kappa", ("validation_kappa",)),
+                ("Accuracy and error", ("validation_accuracy", "validation_balanced_accuracy",
+                                        "validation_mean_absolute_error")))
+GRADING_FILE = "grading.json"
+
+
+def validation_figures(head: str, outputs: np.ndarray, truth: Sequence[int], num_grades: int) -> dict[str, Any]:
+    """Validation figures of raw head outputs: kappa, accuracy, MAE, balanced accuracy, loss, thresholds.
+
+    For the regression head the decision thresholds are first optimised for quadratic kappa on
+    these images (so its validation kappa is optimistic, as for every choice made on them).
+
+    Args:
+        outputs: float [N, K] (softmax), [N, K-1] (cumulative) or [N, 1] (regression).
+        truth: int [N] true grades.
+    """
+    from sklearn import metrics
+
+    truth = np.asarray(truth, dtype=int)
+    thresholds = ordinal.optimise_thresholds(outputs, truth, num_grades) if head == "regression" else None
+    grades, scores = ordinal.decode(head, outputs, num_grades, thresholds)
+    kappa = ordinal.quadratic_kappa(truth, grades, num_grades)
+    if head == "regression":
+        loss = float(np.mean((np.asarray(outputs, dtype=np.float64).reshape(-1) - truth) ** 2))
+    else:
+        loss = float(-np.log(np.clip(scores[np.arange(len(truth)), truth], 1e-7, 1.0)).mean())
+    return {"validation_loss": loss,
+            # Kappa is undefined when truth and prediction are both constant: no agreement beyond chance, 0.
+            "validation_kappa": kappa if math.isfinite(kappa) else 0.0,
+            "validation_accuracy": float(metrics.accuracy_score(truth, grades)),
+            "validation_mean_absolute_error": float(metrics.mean_absolute_error(truth, grades)),
+            "validation_balanced_accuracy": float(metrics.balanced_accuracy_score(truth, grades)),
+            "thresholds": None if thresholds is None else [float(value) for value in thresholds]}
+
+
+def validation_metrics(head: str, model, dataset, label_indices: np.ndarray, number_of_classes: int) -> dict:
+    """``train.validation_metrics`` for grading: the model's outputs on ``dataset`` through ``validation_figures``."""
+    outputs = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64)
+    figures = validation_figures(head, outputs, label_indices, number_of_classes)
+    figures.pop("thresholds")
+    return figures
+
+
+def _balanced_with_multipliers(multipliers: Sequence[float], paths, labels, weights, seed: int):
+    """``pipeline._balanced`` with grade k drawn with probability ∝ multipliers[k] (``ordinal.sampling_shares``)."""
+    import tensorflow as tf
+
+    present = sorted(set(labels.tolist()))
+    per_grade = [pipeline._shuffled_repeated(paths[labels == grade], labels[labels == grade], weights[labels == grade],
+                                             seed + int(grade)) for grade in present]
+    shares = ordinal.sampling_shares([multipliers[grade] for grade in present])
+    return tf.data.Dataset.sample_from_datasets(per_grade, weights=shares.tolist(), seed=seed)
+
+
+def image_loader(config: GradingConfig):
+    """``load_resized(path, image_size)`` replacement applying the config's fundus preprocessing."""
+    def load(path, image_size):
+        return preprocessing.load_preprocessed(path, image_size, config.crop_to_disc, config.colour_normalisation)
+    return load
+
+
+@contextlib.contextmanager
+def loader_hook(config: GradingConfig):
+    """Within the block, every image the classification pipeline or predictor reads is preprocessed per ``config``."""
+    with _swapped([(pipeline, "load_resized", image_loader(config))]):
+        yield
+
+
+@contextlib.contextmanager
+def engine_hooks(config: GradingConfig):
+    """Within the block, the classification engine trains ``config``'s grader (module docstring)."""
+    original_build = classification_model.build_classifier
+
+    def build(backbone_name, number_of_classes, image_size, **options):
+        # The unpatched builder makes the backbone (options such as dropout pass through unchanged);
+        # calling the module attribute here would recurse.
+        return heads.build_grading_model(config.head, backbone_name, number_of_classes, image_size,
+                                         build_base=original_build, **options)
+
+    def compile_model(model, optimizer, label_smoothing):
+        heads.compile_grading_model(model, optimizer, config.head, label_smoothing)
+
+    replacements = [(classification_model, "build_classifier", build),
+                    (classification_model, "compile_model", compile_model),
+                    (classification_train, "validation_metrics", functools.partial(validation_metrics, config.head)),
+                    (classification_train, "MONITOR", MONITOR),
+                    (classification_train, "HISTORY_COLUMNS", HISTORY_COLUMNS),
+                    (classification_train, "CURVE_PANELS", CURVE_PANELS),
+                    (pipeline, "_balanced", functools.partial(_balanced_with_multipliers, config.multipliers)),
+                    (pipeline, "load_resized", image_loader(config))]
+    with _swapped(replacements):
+        yield
+
+
+@contextlib.contextmanager
+def _swapped(replacements):
+    saved = [(module, name, getattr(module, name)) for module, name, _ in replacements]
+    try:
+        for module, name, value in replacements:
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
+class GradingProgress(classification_train.ProgressCallback):
+    """The classification progress bar, plus a line with the epoch's validation kappa and grade error."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if logs and "validation_kappa" in logs:
+            print(f"  validation quadratic kappa {logs['validation_kappa']:.3f}, mean absolute error "
+                  f"{logs['validation_mean_absolute_error']:.2f} grades", file=self.stream)
+
+
+@dataclasses.dataclass
+class GradingTraining:
+    """The classification ``TrainingResult`` plus what grading decides after training.
+
+    Attributes:
+        result: ``helpers.classification.train.TrainingResult`` (model = best epoch).
+        thresholds: regression decision thresholds float [K-1] chosen on the validation images (None otherwise).
+        validation: ``validation_figures`` of the kept model on the validation images ({} without them).
+    """
+
+    result: Any
+    thresholds: list[float] | None
+    validation: dict
+
+    def __repr__(self) -> str:  # short: it is what the notebook's training cell shows last
+        kappa = self.validation.get("validation_kappa")
+        return (f"GradingTraining(epochs_completed={self.result.epochs_completed}, best_epoch={self.result.best_epoch}, "
+                f"validation_kappa={'n/a' if kappa is None else f'{kappa:.3f}'}, thresholds={self.thresholds})")
+
+
+def predict_outputs(model, paths: Sequence[pathlib.Path], config: GradingConfig, batch_size: int = 32,
+                    progress: bool = True) -> tuple[np.ndarray, list[pathlib.Path], list[str]]:
+    """(raw head outputs float [N, ...], readable files, messages for unreadable ones), preprocessed per ``config``."""
+    with loader_hook(config):
+        return predict.predict_paths(model, paths, config.image_size, batch_size, progress=progress)
+
+
+def train_grader(config: GradingConfig, run: runs.RunFolder, train_items: Sequence, validation_items: Sequence,
+                 callbacks: Sequence = (), weights_path: str | pathlib.Path | None = None) -> GradingTraining:
+    """Train (or resume) a grader with the classification loop, then fix the regression thresholds.
+
+    Args:
+        config: validated ``GradingConfig`` (also in ``run.config_path``).
+        run: the run folder.
+        train_items, validation_items: ``ClassificationItem`` whose ``label`` is the grade as text.
+        callbacks: extra Keras callbacks (progress bar, live plot).
+        weights_path: ImageNet notop weights (``pretrained = imagenet``).
+    """
+    with engine_hooks(config):
+        result = classification_train.train_classifier(config, run, train_items, validation_items,
+                                                       config.grade_names, callbacks=callbacks,
+                                                       weights_path=weights_path)
+    validation, thresholds = {}, None
+    if validation_items:
+        outputs, kept, _ = predict_outputs(result.model, [item.path for item in validation_items], config,
+                                           config.batch_size, progress=False)
+        by_path = {item.path: int(item.label) for item in validation_items}
+        validation = validation_figures(config.head, outputs, [by_path[path] for path in kept], config.num_grades)
+        thresholds = validation["thresholds"]
+    elif config.head == "regression":
+        thresholds = ordinal.default_thresholds(config.num_grades).tolist()
+    return GradingTraining(result, thresholds, validation)
+
+
+def write_grading_file(folder: pathlib.Path, config: GradingConfig, thresholds: list[float] | None) -> pathlib.Path:
+    """``grading.json``: head, K, thresholds, referable threshold and preprocessing (what decoding needs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / GRADING_FILE
+    path.write_text(json.dumps({"head": config.head, "num_grades": config.num_grades, "thresholds": thresholds,
+                                "referable_threshold": config.referable_threshold,
+                                "crop_to_disc": config.crop_to_disc,
+                                "colour_normalisation": config.colour_normalisation,
+                                "image_size": config.image_size}, indent=1), encoding="utf-8")
+    return path
+
+
+def export(training: GradingTraining, config: GradingConfig, run: runs.RunFolder) -> pathlib.Path:
+    """Export the kept model with the classification exporter, plus ``grading.json``; the ``.keras`` path."""
+    path = predict.export_model(training.result.model, config.grade_names, run)
+    write_grading_file(run.exported_model, config, training.thresholds)
+    return path
