@@ -95,12 +95,12 @@ import importlib.util
 if importlib.util.find_spec("helpers") is None:
     !pip install --quiet "{helpers_source}"
 import helpers.notebook as notebook
-notebook.check_installation()
+installation_problems = notebook.check_installation()
 """)
 
 code("""
 #@title 1.3 Is there a GPU?
-notebook.check_gpu()
+gpu = notebook.check_gpu()
 """)
 
 markdown("""
@@ -125,7 +125,7 @@ cell prints the folder names to paste into 1.1.
 code("""
 #@title 3.0 Example dataset (optional)
 Example_dataset = "none" #@param ["none", "bccd", "zerocostdl4mic_mda_mb_231"]
-notebook.download_example(Example_dataset, model_path)
+example_folder = notebook.download_example(Example_dataset, model_path)
 """)
 
 markdown("""
@@ -178,7 +178,7 @@ session = workflow.start(
     focal_alpha=focal_alpha, focal_gamma=focal_gamma, score_threshold=score_threshold,
     remove_background=remove_background, augmentation_factor=augmentation_factor,
     rare_class_boost=rare_class_boost, backbone=backbone, pretrained=pretrained, continue_from=continue_from)
-session.check_data()
+dataset = session.check_data()
 """)
 
 markdown("""
@@ -191,7 +191,7 @@ preview shows originals and copies with their boxes: check that the boxes still 
 
 code("""
 #@title 3.2 Make augmented copies (if augmentation_factor > 1) and preview them
-session.augment()
+augmentation = session.augment()
 """)
 
 markdown("""
@@ -203,7 +203,7 @@ their checksum is recorded in the report.
 
 code("""
 #@title 3.3 Prepare the backbone
-session.prepare_backbone()
+pretrained_weights = session.prepare_backbone()
 """)
 
 markdown("""
@@ -217,7 +217,7 @@ end the model is exported and the **training report PDF** is written into the ru
 
 code("""
 #@title 4. Train the model
-session.train()
+training = session.train()
 """)
 
 markdown("""
@@ -245,7 +245,7 @@ qc.show()
 
 code("""
 #@title 5.2 Look at the test images: image, prediction and annotation side by side
-qc.browse()
+browser = qc.browse()
 """)
 
 markdown("""

@@ -109,8 +109,10 @@ class QualityControlResult:
         output = ipywidgets.Output()
 
         def show_image(change: Any) -> None:  # a widget callback must be a function
+            # Clear through the widget, outside its capture context: clear_output(wait=True) inside
+            # ``with output`` left papermill/nbclient waiting forever (reproduced twice).
+            output.clear_output()
             with output:
-                ipython_display.clear_output(wait=True)
                 ipython_display.display(ipython_display.Image(filename=str(self.figure_for(change["new"]))))
 
         chooser.observe(show_image, names="value")

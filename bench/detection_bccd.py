@@ -1,0 +1,108 @@
+"""Benchmark: our detection pipeline trained from scratch on BCCD, scored on BCCD's own test split.
+
+Trains on ``ImageSets/Main/train.txt``, picks the checkpoint by validation mAP50-95 on
+``val.txt`` and scores the exported model on ``test.txt`` with ``helpers.qc.detection``
+(pycocotools), exactly as a notebook user's run would go (doctor, records, train loop, export,
+prediction). Writes ``bench/output/detection_bccd-<backbone>-<size>/result.json``.
+
+    .venv/bin/python bench/detection_bccd.py --epochs 40 --image-size 384 --backbone spinenet49_mobile
+    .venv/bin/python bench/detection_bccd.py --smoke      # seconds-long check that the script runs
+
+The BCCD folder defaults to ../shared/data/bccd (PASCAL VOC layout: Annotations/, JPEGImages/, ImageSets/Main/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import platform
+import sys
+import time
+
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY_ROOT))
+
+
+def stems(bccd: pathlib.Path, split: str) -> list[str]:
+    """Image stems listed in ``ImageSets/Main/<split>.txt``."""
+    return (bccd / "ImageSets" / "Main" / f"{split}.txt").read_text(encoding="utf-8").split()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bccd", default=str(REPOSITORY_ROOT.parent / "shared" / "data" / "bccd"))
+    parser.add_argument("--backbone", default="spinenet49_mobile")
+    parser.add_argument("--image-size", type=int, default=384)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--output", default=str(REPOSITORY_ROOT / "bench" / "output"))
+    parser.add_argument("--smoke", action="store_true", help="2 epochs of 2 steps at 128 px on 12 images")
+    arguments = parser.parse_args(argv)
+
+    from helpers import config as config_module
+    from helpers import doctor, runs
+    from helpers.detection import export, predict, train
+    from helpers.detection.config import DetectionConfig
+    from helpers.qc import detection as detection_qc
+
+    bccd = pathlib.Path(arguments.bccd)
+    if not bccd.is_dir():
+        print(f"{bccd}: BCCD not found; pass --bccd", file=sys.stderr)
+        return 2
+    size = 128 if arguments.smoke else arguments.image_size
+    name = f"detection_bccd-{arguments.backbone}-{size}" + ("-smoke" if arguments.smoke else "")
+    output = pathlib.Path(arguments.output) / name / time.strftime("%Y%m%d-%H%M%S")
+    config = config_module.config_from_form(
+        DetectionConfig, "default", images_dir=str(bccd / "JPEGImages"), annotations_dir=str(bccd / "Annotations"),
+        model_path=str(output), model_name="run", backbone=arguments.backbone, pretrained="none",
+        image_size=size, epochs=2 if arguments.smoke else arguments.epochs, batch_size=arguments.batch_size,
+        learning_rate=arguments.learning_rate, steps_per_epoch=2 if arguments.smoke else 0)
+    dataset = doctor.load_detection_dataset(config.images_dir, config.annotations_dir, progress=False)
+    by_stem = {item.stem: item for item in dataset.items}
+    train_items = [by_stem[stem] for stem in stems(bccd, "train") if stem in by_stem]
+    validation_items = [by_stem[stem] for stem in stems(bccd, "val") if stem in by_stem]
+    test_stems = stems(bccd, "test")
+    if arguments.smoke:
+        train_items, validation_items, test_stems = train_items[:8], validation_items[:2], test_stems[:2]
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    run.write_label_map(dataset.classes)
+    started = time.perf_counter()
+    result = train.train_detector(config, run, train_items, validation_items, dataset.classes, dataset.usable_objects,
+                                  callbacks=(train.ProgressCallback(),))
+    training_seconds = time.perf_counter() - started
+    export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
+
+    test_images = output / "test_images"  # links, so predict_folder sees exactly the test split
+    test_images.mkdir()
+    for stem in test_stems:
+        (test_images / f"{stem}.jpg").symlink_to(bccd / "JPEGImages" / f"{stem}.jpg")
+    prediction = predict.predict_folder(run.root, test_images, output / "test_predictions", progress=False,
+                                        score_threshold=0.05)
+    ground_truth = {name: annotation for name, annotation in
+                    detection_qc.load_ground_truth(bccd / "Annotations").items() if pathlib.Path(name).stem in test_stems}
+    evaluation = detection_qc.evaluate_detection(ground_truth, prediction.detections, classes=dataset.classes,
+                                                 score_threshold=0.3)
+    report = {
+        "benchmark": "detection_bccd", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
+        "cpu_count": __import__("os").cpu_count(), "config": dataclasses.asdict(config),
+        "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
+        "epochs": result.epochs_completed, "best_epoch": result.best_epoch, "training_seconds": round(training_seconds, 1),
+        "seconds_per_epoch_median": sorted(row["epoch_seconds"] for row in
+                                           __import__("helpers.history", fromlist=["x"]).read_history(run.history_path))[
+                                               result.epochs_completed // 2],
+        "test_map50": evaluation.map50, "test_map50_95": evaluation.map50_95, "test_map75": evaluation.map75,
+        "per_class": {name: {key: values[key] for key in ("ap50", "ap50_95")} for name, values in
+                      evaluation.per_class.items()},
+        "validation_best": result.best_metrics, "predictions_csv": str(prediction.csv_path),
+    }
+    (output / "result.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print(json.dumps({key: report[key] for key in ("epochs", "training_seconds", "test_map50", "test_map50_95",
+                                                   "per_class")}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
