@@ -34,6 +34,17 @@ def test_registry_uses_the_weight_files_and_hashes_keras_applications_uses(name)
     assert hasattr(keras.applications, spec.constructor)
 
 
+@pytest.mark.parametrize("name", ["efficientnetb0", "efficientnetb3", "efficientnetb4", "efficientnetb5"])
+def test_each_efficientnet_has_its_own_weight_file_hash_and_input_size(name):
+    from keras.src.applications import efficientnet
+
+    spec = backbones.BACKBONES[name]
+    variant = name.removeprefix("efficientnet")  # "b4": keras's key for EfficientNetB4
+    assert spec.weights_url == efficientnet.BASE_WEIGHTS_PATH + f"{name}_notop.h5"
+    assert spec.weights_md5 == efficientnet.WEIGHTS_HASHES[variant][1]
+    assert spec.default_image_size == {"b0": 224, "b3": 300, "b4": 380, "b5": 456}[variant]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -145,3 +156,15 @@ def test_export_predict_folder_and_gradcam(tmp_path):
     figure = gradcam.gradcam_figure(reloaded, data / "synthetic_round" / "synthetic_round_000.png", classes,
                                     tmp_path / "gradcam.png", true_label="synthetic_round")
     assert figure.stat().st_size > 1000
+
+
+def test_progress_line_tolerates_an_epoch_without_figures():
+    import io
+
+    stream = io.StringIO()
+    callback = train.ProgressCallback(3, stream=stream)
+    callback.on_epoch_end(0, {"loss": 0.5, "epoch_seconds": 2.0, "validation_accuracy": 0.75})
+    callback.on_epoch_end(1, None)  # a task whose logs lack the classification figures
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "Epoch 1: loss 0.5000, validation accuracy 0.750, balanced accuracy nan (2 s)"
+    assert lines[1] == "Epoch 2: loss nan (nan s)"

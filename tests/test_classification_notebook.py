@@ -9,14 +9,13 @@ score per class, and the QC command's JSON equal to the QC the notebook did.
 import csv
 import json
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 from helpers import demo, history
 from helpers.classification import demo_data
 from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
+from tests.notebook_outputs import pdf_text, qc_command_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +59,6 @@ def executed(tmp_path_factory):
             "description": description}
 
 
-def pdf_text(path: pathlib.Path) -> str:
-    import pypdf
-
-    return "\n".join(page.extract_text() for page in pypdf.PdfReader(str(path)).pages)
-
-
 def test_training_report_has_config_and_metrics(executed):
     text = pdf_text(executed["run"] / "training_report.pdf")
     assert "ClassificationConfig" in text and "batch_size: 16" in text and "image_size: 64" in text
@@ -101,13 +94,7 @@ def test_predictions_csv_has_a_score_per_class(executed):
 
 
 def test_qc_command_json_matches_the_notebook_qc(executed):
-    qc_folder = executed["run"] / "qc"
-    completed = subprocess.run(
-        [sys.executable, "-m", "helpers.qc", "classification", "--labels", str(qc_folder / "labels.csv"),
-         "--predictions", str(qc_folder / "predictions.csv"), "--json"],
-        cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True)
-    metrics = json.loads(completed.stdout)
-    saved = json.loads((qc_folder / "metrics.json").read_text(encoding="utf-8"))
+    metrics, saved = qc_command_metrics("classification", executed["run"] / "qc")
     assert {"accuracy", "balanced_accuracy", "macro_f1", "classes", "confusion_matrix", "per_class"} <= set(metrics)
     assert metrics["balanced_accuracy"] == pytest.approx(saved["balanced_accuracy"])
     test_images = [path for path in executed["test"].rglob("*") if path.suffix.lower() in (".jpg", ".png")]

@@ -11,14 +11,13 @@ import collections
 import csv
 import json
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 from helpers import demo, history
 from helpers.grading import demo_data
 from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
+from tests.notebook_outputs import pdf_text, qc_command_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +81,6 @@ def executed(tmp_path_factory):
             "description": description}
 
 
-def pdf_text(path: pathlib.Path) -> str:
-    import pypdf
-
-    return "\n".join(page.extract_text() for page in pypdf.PdfReader(str(path)).pages)
-
-
 def test_training_report_has_config_and_kappa(executed):
     text = pdf_text(executed["run"] / "training_report.pdf")
     assert "GradingConfig" in text and "image_size: 64" in text and "head: regression" in text
@@ -126,13 +119,8 @@ def test_predictions_csv_has_a_grade_and_a_score_per_grade(executed):
 
 
 def test_qc_command_json_matches_the_notebook_qc(executed):
-    qc_folder = executed["run"] / "qc"
-    completed = subprocess.run(
-        [sys.executable, "-m", "helpers.qc", "grading", "--labels", str(qc_folder / "labels.csv"),
-         "--predictions", str(qc_folder / "predictions.csv"), "--num-grades", "5", "--referable-threshold", "2",
-         "--json"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True)
-    metrics = json.loads(completed.stdout)
-    saved = json.loads((qc_folder / "metrics.json").read_text(encoding="utf-8"))
+    metrics, saved = qc_command_metrics("grading", executed["run"] / "qc", "--num-grades", "5",
+                                        "--referable-threshold", "2")
     assert {"quadratic_kappa", "accuracy", "mean_absolute_error", "confusion_matrix", "referable"} <= set(metrics)
     assert metrics["quadratic_kappa"] == saved["quadratic_kappa"]
     assert metrics["referable"]["sensitivity"] == pytest.approx(saved["referable"]["sensitivity"])

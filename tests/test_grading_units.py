@@ -148,12 +148,12 @@ def test_sampler_multipliers_set_each_grades_share():
 
 
 def test_tf_data_sampler_draws_grades_in_proportion_to_the_multipliers():
-    from helpers.grading import engine
+    from helpers.classification import pipeline
 
     labels = np.array([0] * 40 + [1] * 8 + [2] * 4, dtype=np.int32)
     paths = np.array([f"image_{index}.png" for index in range(len(labels))])
-    dataset = engine._balanced_with_multipliers([1.0, 1.0, 2.0], paths, labels,
-                                                np.ones(len(labels), np.float32), seed=3)
+    dataset = pipeline._balanced(paths, labels, np.ones(len(labels), np.float32), seed=3,
+                                 sampling_weights=[1.0, 1.0, 2.0])
     drawn = np.array([int(label) for _, label, _ in dataset.take(2000).as_numpy_iterator()])
     shares = np.bincount(drawn, minlength=3) / len(drawn)
     assert shares == pytest.approx([0.25, 0.25, 0.5], abs=0.04)
@@ -286,23 +286,26 @@ def test_each_head_replaces_the_softmax_layer_and_survives_saving(tmp_path, head
         assert np.all(np.diff(outputs, axis=1) <= 0)  # ordered at initialisation (decreasing biases)
 
 
-def test_engine_hooks_are_undone_after_training_even_on_error():
-    from helpers.classification import model as classification_model
+def test_grading_task_feeds_the_classification_pipeline_without_changing_it(tmp_path):
     from helpers.classification import pipeline
     from helpers.classification import train as classification_train
-    from helpers.grading import engine
+    from helpers.grading import engine, heads
 
-    config = config_module.config_from_form(GradingConfig, "quick", head="cumulative")
-    originals = (classification_model.build_classifier, classification_train.MONITOR, pipeline.load_resized,
-                 classification_train.HISTORY_COLUMNS)
-    with pytest.raises(RuntimeError):
-        with engine.engine_hooks(config):
-            assert classification_train.MONITOR == "validation_kappa"
-            assert "validation_kappa" in classification_train.HISTORY_COLUMNS
-            assert classification_model.build_classifier is not originals[0]
-            raise RuntimeError("training failed")
-    assert (classification_model.build_classifier, classification_train.MONITOR, pipeline.load_resized,
-            classification_train.HISTORY_COLUMNS) == originals
+    config = config_module.config_from_form(GradingConfig, "quick", head="cumulative", sampling_multipliers="1,1,3",
+                                            num_grades=3, referable_threshold=1)
+    task = engine.grading_task(config)
+    assert (task.monitor, task.history_columns, task.sampling_weights) == ("validation_kappa", engine.HISTORY_COLUMNS,
+                                                                          (1.0, 1.0, 3.0))
+    assert classification_train.CLASSIFICATION.monitor == "validation_balanced_accuracy"  # untouched default
+    assert classification_train.TrainingTask().loader is pipeline.load_resized
+    model = task.build_model(config.backbone, config.num_grades, config.image_size, dropout=0.0)
+    assert heads.head_of(model) == "cumulative" and model.output.shape[-1] == config.num_grades - 1
+    path = tmp_path / "fundus.png"
+    images.write_image(path, fundus_like())
+    batch = next(iter(pipeline.evaluation_dataset([path], config.image_size, 1, loader=task.loader)))
+    expected = preprocessing.load_preprocessed(path, config.image_size, True, True)
+    assert np.array_equal(np.asarray(batch[0]), expected.astype(np.float32))
+    assert not np.array_equal(expected, pipeline.load_resized(path, config.image_size))  # the loader did matter
 
 
 def test_validation_figures_tune_regression_thresholds_on_the_validation_images():

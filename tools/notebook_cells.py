@@ -5,6 +5,10 @@ clean notebook (no outputs, Colab form view, GPU runtime) and empties the list f
 Cell ids are stable: a cell whose type and text are unchanged keeps the id it has in the notebook
 already on disk, and a new cell gets an id derived from its position and text, so rebuilding an
 unchanged notebook gives an identical file (an empty ``git diff``).
+
+Cell groups that read the same in several notebooks (the run-folder part of form 1.1, and the
+install, GPU and Google Drive cells of sections 1.2 to 2) are written by ``run_folder_form`` and
+``setup_cells``, so that a fix to them reaches every notebook.
 """
 
 import hashlib
@@ -52,3 +56,46 @@ def save(path):
     nbformat.write(notebook, str(path))
     CELLS.clear()
     return path
+
+
+def run_folder_form(model_name):
+    """The end of form 1.1: run folder (``model_path``/``model_name``), preset, epochs and helpers source."""
+    return f"""#@markdown **Where to keep the model**: the run folder is `model_path/model_name`; use the same name again to resume.
+model_path = "/content/gdrive/MyDrive/DL4Cells_models" #@param {{type:"string"}}
+model_name = "{model_name}" #@param {{type:"string"}}
+preset = "default" #@param ["default", "quick"]
+number_of_epochs = None #@param {{type:"raw"}}
+#@markdown **Where the helpers are installed from** (leave as it is):
+helpers_source = "git+https://github.com/dl4cells/dl4cells@main" #@param {{type:"string"}}
+"""
+
+
+def setup_cells():
+    """Append sections 1.2 (install and check), 1.3 (GPU) and 2 (Google Drive)."""
+    markdown("""
+### 1.2 Install and check
+Installs the pinned versions of TensorFlow, Keras and the helpers (a few minutes on Colab; skipped
+when they are already installed) and checks them. If it says the runtime must be restarted, choose
+*Runtime → Restart session* and run the notebook again from the top.
+""")
+    code("""
+#@title 1.2 Install and check the versions
+import importlib.util
+if importlib.util.find_spec("helpers") is None:
+    !pip install --quiet "{helpers_source}"
+import helpers.notebook as notebook
+notebook.check_installation()
+""")
+    code("""
+#@title 1.3 Is there a GPU?
+notebook.check_gpu()
+""")
+    markdown("""
+## 2. Google Drive
+On Colab this connects your Google Drive (a window asks for permission) so that the notebook can
+read your images and save the run folder there; anywhere else it uses the local folders you typed.
+""")
+    code("""
+#@title 2. Connect Google Drive
+storage = notebook.connect_storage()
+""")

@@ -14,7 +14,7 @@ pixels in 0..255, float32 [batch, S, S, 3]:
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -78,7 +78,7 @@ def describe(config: ClassificationConfig) -> str:
 
 
 def preview(config: ClassificationConfig, image_paths: Sequence[pathlib.Path], labels: Sequence[str],
-            output_path: pathlib.Path, versions: int = 5) -> pathlib.Path:
+            output_path: pathlib.Path, versions: int = 5, loader: Callable | None = None) -> pathlib.Path:
     """Save a grid: each image as the model sees it, then ``versions`` augmented versions of it.
 
     Args:
@@ -86,10 +86,12 @@ def preview(config: ClassificationConfig, image_paths: Sequence[pathlib.Path], l
         image_paths: a few training images.
         labels: their class names (row labels).
         output_path: the PNG to write.
+        loader: ``(path, image_size) -> uint8 [S, S, 3]``; None = ``pipeline.load_resized``.
     """
     from helpers.classification import pipeline, plots
 
-    originals = [pipeline.load_resized(path, config.image_size) for path in image_paths]
+    loader = loader or pipeline.load_resized
+    originals = [loader(path, config.image_size) for path in image_paths]
     augmenter = build_augmenter(config)
     batch = np.stack(originals).astype("float32")
     augmented = []

@@ -257,7 +257,7 @@ def _sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def _read_items(images_dir: pathlib.Path, entries, problems: list[doctor.Problem],
+def read_items(images_dir: pathlib.Path, entries, problems: list[doctor.Problem],
                 progress: bool) -> list[ClassificationItem]:
     """Decode every image once (so unreadable ones are found now, not mid-training) and hash its bytes."""
     from tqdm.auto import tqdm
@@ -276,7 +276,7 @@ def _read_items(images_dir: pathlib.Path, entries, problems: list[doctor.Problem
     return items
 
 
-def _duplicates(items: list[ClassificationItem], problems: list[doctor.Problem]) -> list[ClassificationItem]:
+def drop_duplicates(items: list[ClassificationItem], problems: list[doctor.Problem]) -> list[ClassificationItem]:
     """List identical files; drop every copy of a file that carries two different labels."""
     by_hash: dict[str, list[ClassificationItem]] = collections.defaultdict(list)
     for item in items:
@@ -297,7 +297,7 @@ def _duplicates(items: list[ClassificationItem], problems: list[doctor.Problem])
     return [item for item in items if item.key not in dropped]
 
 
-def _class_problems(items: list[ClassificationItem], minimum: int) -> list[doctor.Problem]:
+def class_problems(items: list[ClassificationItem], minimum: int) -> list[doctor.Problem]:
     """Classes with fewer than ``minimum`` images, and extreme imbalance."""
     counts = collections.Counter(item.label for item in items)
     problems = [doctor.Problem(FEW_IMAGES, name, None, f"class {name!r} has {count} images (fewer than {minimum}).",
@@ -342,8 +342,8 @@ def load_classification_dataset(images_dir: str | pathlib.Path, labels_csv: str 
         entries, has_groups = _read_class_folders(images_dir, problems), False
     else:
         entries, has_groups = _read_csv_layout(images_dir, csv_path, problems)
-    items = _duplicates(_read_items(images_dir, entries, problems, progress), problems)
-    problems.extend(_class_problems(items, minimum_images_per_class))
+    items = drop_duplicates(read_items(images_dir, entries, problems, progress), problems)
+    problems.extend(class_problems(items, minimum_images_per_class))
     return ClassificationDataset(images_dir, csv_path, items, problems, has_groups)
 
 

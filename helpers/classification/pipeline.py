@@ -2,15 +2,16 @@
 
 Images are decoded with ``helpers.images.read_image`` (so TIFF and 16-bit images work as in the
 rest of the project) and resized to S×S pixels (aspect ratio not kept: cell crops are about
-square). Every pipeline yields float32 images [batch, S, S, 3] with RGB values 0..255; the
-model does its own preprocessing.
+square) by ``load_resized``, or by another ``loader(path, image_size) -> uint8 [S, S, 3]`` given
+(grading's fundus preprocessing is one). Every pipeline yields float32 images [batch, S, S, 3]
+with RGB values 0..255; the model does its own preprocessing.
 """
 
 from __future__ import annotations
 
 import math
 import pathlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -27,9 +28,9 @@ def load_resized(path: str | pathlib.Path, image_size: int) -> np.ndarray:
     return cv2.resize(pixels, (image_size, image_size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def _load_tensor(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """float32 [S, S, 3] image tensor from a path tensor (decoded on the host by numpy)."""
-    pixels = tf.numpy_function(lambda name: load_resized(name.decode("utf-8"), image_size), [path], tf.uint8)
+def _load_tensor(path: tf.Tensor, image_size: int, loader: Callable = load_resized) -> tf.Tensor:
+    """float32 [S, S, 3] image tensor from a path tensor (decoded on the host by numpy through ``loader``)."""
+    pixels = tf.numpy_function(lambda name: loader(name.decode("utf-8"), image_size), [path], tf.uint8)
     pixels.set_shape((image_size, image_size, 3))
     return tf.cast(pixels, tf.float32)
 
@@ -39,26 +40,38 @@ def _shuffled_repeated(paths, labels, weights, seed: int) -> tf.data.Dataset:
         len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
 
 
-def _balanced(paths, labels, weights, seed: int) -> tf.data.Dataset:
-    """Every class drawn with equal probability (each class's images shuffled and repeated)."""
+def _balanced(paths, labels, weights, seed: int, sampling_weights: Sequence[float] | None = None) -> tf.data.Dataset:
+    """Each class drawn with probability ∝ its ``sampling_weights`` entry (None = equally).
+
+    Each class's images are shuffled and repeated; classes without images are left out and the
+    others share their probability.
+    """
+    present = sorted(set(labels.tolist()))
     per_class = []
-    for label in sorted(set(labels.tolist())):
+    for label in present:
         chosen = labels == label
         per_class.append(_shuffled_repeated(paths[chosen], labels[chosen], weights[chosen], seed + int(label)))
-    return tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
+    shares = None
+    if sampling_weights is not None:
+        chosen_weights = np.asarray([sampling_weights[label] for label in present], dtype=np.float64)
+        shares = (chosen_weights / chosen_weights.sum()).tolist()
+    return tf.data.Dataset.sample_from_datasets(per_class, weights=shares, seed=seed)
 
 
 def training_dataset(paths: Sequence[str | pathlib.Path], label_indices: Sequence[int], number_of_classes: int,
                      image_size: int, batch_size: int, seed: int, class_weights: Sequence[float] | None = None,
-                     balanced_sampling: bool = False, augmenter=None, mixer=None) -> tf.data.Dataset:
+                     balanced_sampling: bool = False, augmenter=None, mixer=None, loader: Callable = load_resized,
+                     sampling_weights: Sequence[float] | None = None) -> tf.data.Dataset:
     """An endless, shuffled stream of training batches.
 
     Args:
         paths: image files; label_indices: their class indices (0..classes-1).
         class_weights: per class, the loss weight of its images (None = 1 for all).
-        balanced_sampling: draw every class equally often instead of in proportion.
+        balanced_sampling: draw every class equally often (or per ``sampling_weights``) instead of in proportion.
         augmenter: a Keras layer applied to each batch in training mode, or None.
         mixer: a CutMix/MixUp layer applied to the batch and its one-hot labels, or None.
+        loader: ``(path, image_size) -> uint8 [S, S, 3]`` reading one image.
+        sampling_weights: with ``balanced_sampling``, per class its relative chance of being drawn.
 
     Yields:
         (images float32 [B, S, S, 3] 0..255, targets float32 [B, classes] one-hot or mixed,
@@ -69,8 +82,11 @@ def training_dataset(paths: Sequence[str | pathlib.Path], label_indices: Sequenc
     weights_per_class = np.asarray(class_weights if class_weights is not None else [1.0] * number_of_classes,
                                    dtype=np.float32)
     weights = weights_per_class[labels]
-    dataset = (_balanced if balanced_sampling else _shuffled_repeated)(paths, labels, weights, seed)
-    dataset = dataset.map(lambda path, label, weight: (_load_tensor(path, image_size),
+    if balanced_sampling:
+        dataset = _balanced(paths, labels, weights, seed, sampling_weights)
+    else:
+        dataset = _shuffled_repeated(paths, labels, weights, seed)
+    dataset = dataset.map(lambda path, label, weight: (_load_tensor(path, image_size, loader),
                                                        tf.one_hot(label, number_of_classes), weight),
                           num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=len(paths) >= batch_size)
@@ -88,10 +104,11 @@ def _mix(mixer, batch, target, weight):
     return mixed["images"], mixed["labels"], weight
 
 
-def evaluation_dataset(paths: Sequence[str | pathlib.Path], image_size: int, batch_size: int) -> tf.data.Dataset:
+def evaluation_dataset(paths: Sequence[str | pathlib.Path], image_size: int, batch_size: int,
+                       loader: Callable = load_resized) -> tf.data.Dataset:
     """Batches of images in the given order, once, without augmentation: float32 [B, S, S, 3] 0..255."""
     paths = [str(path) for path in paths]
-    dataset = tf.data.Dataset.from_tensor_slices(paths).map(lambda path: _load_tensor(path, image_size),
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(lambda path: _load_tensor(path, image_size, loader),
                                                             num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import pathlib
 import shutil
-from typing import Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -60,12 +60,22 @@ def list_images_recursively(folder: pathlib.Path) -> list[pathlib.Path]:
                   key=lambda path: path.relative_to(folder).as_posix())
 
 
+def images_to_predict(images_dir: pathlib.Path) -> list[pathlib.Path]:
+    """``list_images_recursively(images_dir)``; DatasetError naming the folder when it holds no image."""
+    paths = list_images_recursively(images_dir)
+    if not paths:
+        raise errors.DatasetError(f"{images_dir}: no images (PNG, JPEG, BMP, TIFF) found. Check Prediction_images.")
+    return paths
+
+
 def predict_paths(model, paths: Sequence[pathlib.Path], image_size: int, batch_size: int = 32,
-                  progress: bool = True) -> tuple[np.ndarray, list[pathlib.Path], list[str]]:
-    """Class probabilities of image files, read in batches (never all in memory).
+                  progress: bool = True, loader: Callable = pipeline.load_resized
+                  ) -> tuple[np.ndarray, list[pathlib.Path], list[str]]:
+    """The model's outputs for image files, read in batches (never all in memory) by ``loader(path, image_size)``.
 
     Returns:
-        (probabilities float32 [N, classes] for the readable files, those files, messages for unreadable ones).
+        (outputs float32 [N, classes] for the readable files (class probabilities for a classifier),
+        those files, messages for unreadable ones).
     """
     from tqdm.auto import tqdm
 
@@ -76,7 +86,7 @@ def predict_paths(model, paths: Sequence[pathlib.Path], image_size: int, batch_s
             batch, batch_paths = [], []
             for path in paths[start:start + batch_size]:
                 try:
-                    batch.append(pipeline.load_resized(path, image_size))
+                    batch.append(loader(path, image_size))
                     batch_paths.append(path)
                 except errors.DatasetError as error:
                     skipped.append(str(error))
@@ -110,6 +120,8 @@ class PredictionResult:
         csv_path: ``predictions.csv``.
         rows: dicts with ``filename``, ``label``, ``score`` (of that label) and ``path``.
         skipped: messages for images that could not be read.
+
+    A subclass names its predicted value with ``LABEL_KEY`` (the row key), ``VERB`` and ``label_text``.
     """
 
     images_dir: pathlib.Path
@@ -118,22 +130,30 @@ class PredictionResult:
     rows: list[dict]
     skipped: list[str]
 
+    LABEL_KEY: ClassVar[str] = "label"
+    VERB: ClassVar[str] = "classified"
+
+    @staticmethod
+    def label_text(value) -> str:
+        """How a predicted value is written in the summary and the captions."""
+        return str(value)
+
     def show(self, count: int = 4) -> pathlib.Path | None:
-        """Print a summary and show the first ``count`` images with their predicted class."""
+        """Print the number of images per predicted value and show the first ``count`` images with it."""
         from collections import Counter
 
         from helpers import doctor
         from helpers.classification import plots
 
-        counts = Counter(row["label"] for row in self.rows)
-        print(f"{len(self.rows)} images classified into {self.csv_path}: "
-              + ", ".join(f"{name} {number}" for name, number in sorted(counts.items())))
+        counts = Counter(row[self.LABEL_KEY] for row in self.rows)
+        print(f"{len(self.rows)} images {self.VERB} into {self.csv_path}: "
+              + ", ".join(f"{self.label_text(value)}: {number}" for value, number in sorted(counts.items())))
         for message in self.skipped:
-            print(f"  not classified: {message}")
+            print(f"  not {self.VERB}: {message}")
         if not self.rows:
             return None
         shown = self.rows[:count]
-        captions = {row["path"]: f"{row['label']} ({row['score']:.2f})" for row in shown}
+        captions = {row["path"]: f"{self.label_text(row[self.LABEL_KEY])} ({row['score']:.2f})" for row in shown}
         path = plots.image_grid({"predicted": [row["path"] for row in shown]}, self.output_dir / "examples.png",
                                 captions=captions)
         doctor._display_images([path])
@@ -155,9 +175,7 @@ def predict_folder(run_root: str | pathlib.Path, images_dir: str | pathlib.Path,
     run = runs.existing_run(run_root)
     images_dir, output_dir = pathlib.Path(images_dir), pathlib.Path(output_dir)
     model, classes, image_size = load_run_model(run)
-    paths = list_images_recursively(images_dir)
-    if not paths:
-        raise errors.DatasetError(f"{images_dir}: no images (PNG, JPEG, BMP, TIFF) found. Check Prediction_images.")
+    paths = images_to_predict(images_dir)
     probabilities, kept, skipped = predict_paths(model, paths, image_size, batch_size)
     filenames = [path.relative_to(images_dir).as_posix() for path in kept]
     csv_path = write_predictions_csv(output_dir / "predictions.csv", filenames, probabilities, classes)

@@ -1,11 +1,15 @@
-"""The classification training and QC reports, written from the run's real state (never boilerplate)."""
+"""The classification training and QC reports, written from the run's real state (never boilerplate).
+
+The report sections that do not depend on the task (run summary, dataset problems, split, initial
+weights, training curves, references) are public functions that ``helpers.grading.reports`` uses too.
+"""
 
 from __future__ import annotations
 
 import math
 import pathlib
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from helpers import history, run_report
 from helpers.classification import augmentation, backbones, train
@@ -30,12 +34,13 @@ METRIC_MEANINGS = (
 )
 
 
-def plot_training_curves(run: Any) -> pathlib.Path:
-    """Loss, accuracy and macro-F1 curves from ``history.csv`` into ``plots/training_curves.png``."""
-    return history.plot_history(run.history_path, run.plots / "training_curves.png", train.CURVE_PANELS)
+def plot_training_curves(run: Any, panels=train.CURVE_PANELS) -> pathlib.Path:
+    """The ``panels`` (default: loss, accuracy and macro F1) from ``history.csv`` into ``plots/training_curves.png``."""
+    return history.plot_history(run.history_path, run.plots / "training_curves.png", panels)
 
 
-def _initial_weights(session: Any) -> str:
+def initial_weights(session: Any) -> str:
+    """Where the run's initial weights came from (earlier model, ImageNet URL and checksum, or none)."""
     config = session.config
     if config.continue_from:
         return f"continued from the model in {config.continue_from}"
@@ -93,20 +98,30 @@ def training_outcome(session: Any, rows: list[dict]) -> str:
 
 
 def _dataset_section(document: Any, session: Any) -> None:
+    from helpers.classification import dataset as dataset_module
+
     dataset, config = session.dataset, session.config
+    dataset_section(document, session, [("Images folder", config.images_dir),
+                                         ("Labels", config.labels_csv or "one subfolder per class"),
+                                         ("Usable images", len(dataset.items))]
+                    + [(f"Images of {name}", count) for name, count in dataset.class_counts().items()],
+                    dataset_module.PROBLEM_KINDS)
+
+
+def dataset_section(document: Any, session: Any, facts: list[tuple[str, Any]], problem_kinds: dict[str, str]) -> None:
+    """The "Dataset" section: ``facts`` (label, value) rows, the doctor's problem counts, the dataset plots.
+
+    Args:
+        problem_kinds: what happened to the images of each problem kind (``dataset.PROBLEM_KINDS``).
+    """
     document.heading("Dataset")
-    document.key_value_table([("Images folder", config.images_dir),
-                              ("Labels", config.labels_csv or "one subfolder per class"),
-                              ("Usable images", len(dataset.items))]
-                             + [(f"Images of {name}", count) for name, count in dataset.class_counts().items()])
-    counts = dataset.problem_counts()
+    document.key_value_table(facts)
+    counts = session.dataset.problem_counts()
     if counts:
         document.paragraph("Problems found by the data check (what happened to each is listed; the full list is "
                            "dataset_problems.json in the run folder):")
-        from helpers.classification import dataset as dataset_module
-
         document.table(["problem", "what happened", "count"],
-                       [[kind, dataset_module.PROBLEM_KINDS[kind], str(count)] for kind, count in counts.items()])
+                       [[kind, problem_kinds[kind], str(count)] for kind, count in counts.items()])
     else:
         document.paragraph("The data check found no problems.")
     for name in ("class_counts.png", "class_examples.png"):
@@ -114,26 +129,43 @@ def _dataset_section(document: Any, session: Any) -> None:
             document.figure(session.run.plots / name, width_mm=150)
 
 
-def training_report(session: Any) -> pathlib.Path:
-    """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path."""
-    config, run, result = session.config, session.run, session.training
-    rows = history.read_history(run.history_path)
-    document = run_report.start_report(f"Training report: {run.root.name}", run, config, config.images_dir)
-    document.key_value_table([("Task", "image classification (Keras 3, keras.applications)"),
-                              ("Training time (this session)", run_report.format_duration(time.time() - session.started_at)),
+def run_summary(document: Any, session: Any, result: Any, task: str, rows: list[dict]) -> None:
+    """The report's first table: task, training time, epochs, hardware, precision and step time of ``result``."""
+    document.key_value_table([("Task", task),
+                              ("Training time (this session)",
+                               run_report.format_duration(time.time() - session.started_at)),
                               ("Epochs completed", len(rows)), ("Hardware used", result.strategy),
                               ("Numeric precision", result.precision),
                               ("Seconds per training step (median, this session)",
                                "not measured (nothing left to train)" if math.isnan(result.seconds_per_step)
                                else f"{result.seconds_per_step:.3f}")])
-    run_report.add_environment(document)
-    run_report.add_config(document, config)
-    _dataset_section(document, session)
-    split = session.split
+
+
+def split_section(document: Any, session: Any) -> None:
+    """The "Split" section: seed, stratification, groups and set sizes of ``session.split``."""
+    split, run = session.split, session.run
     document.heading("Split")
     document.key_value_table([("Seed", split.seed), ("Stratified by", split.stratified_by),
                               ("Grouped by", split.grouped_by or "no groups"), ("Training images", len(split.train)),
                               ("Validation images", len(split.validation)), ("Recorded in", run.split_path)])
+
+
+def add_references(document: Any, references: Sequence[str]) -> None:
+    """The numbered "References" list that the report's [n] marks point to."""
+    document.heading("References")
+    document.bullet_list([f"[{index}] {text}" for index, text in enumerate(references, start=1)])
+
+
+def training_report(session: Any) -> pathlib.Path:
+    """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path."""
+    config, run, result = session.config, session.run, session.training
+    rows = history.read_history(run.history_path)
+    document = run_report.start_report(f"Training report: {run.root.name}", run, config, config.images_dir)
+    run_summary(document, session, result, "image classification (Keras 3, keras.applications)", rows)
+    run_report.add_environment(document)
+    run_report.add_config(document, config)
+    _dataset_section(document, session)
+    split_section(document, session)
     document.heading("Augmentation")
     document.paragraph(augmentation.describe(config))
     if (run.plots / "augmentation_preview.png").is_file():
@@ -141,7 +173,7 @@ def training_report(session: Any) -> pathlib.Path:
     document.heading("Backbone and initial weights")
     spec = backbones.get_backbone(config.backbone)
     document.key_value_table([("Backbone", f"{spec.constructor}: {spec.description}"),
-                              ("Initial weights", _initial_weights(session)),
+                              ("Initial weights", initial_weights(session)),
                               ("Phases", _phase_sentence(config))])
     document.heading("Training curves")
     document.figure(plot_training_curves(run), width_mm=170)
@@ -155,8 +187,7 @@ def training_report(session: Any) -> pathlib.Path:
     document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS[:3]])
     document.heading("Methods (ready to paste)")
     document.paragraph(methods_paragraph(session, rows))
-    document.heading("References")
-    document.bullet_list([f"[{index}] {text}" for index, text in enumerate(REFERENCES, start=1)])
+    add_references(document, REFERENCES)
     return document.save(run.root / "training_report.pdf")
 
 
@@ -191,6 +222,5 @@ def qc_report(result: Any) -> pathlib.Path:
     for path in result.gradcam_figures:
         document.figure(path, width_mm=120)
     run_report.add_config(document, config)
-    document.heading("References")
-    document.bullet_list([f"[{index}] {text}" for index, text in enumerate(REFERENCES, start=1)])
+    add_references(document, REFERENCES)
     return document.save(run.root / "qc_report.pdf")

@@ -19,8 +19,13 @@ row to ``history.csv``. Rerunning with the same run folder restores that state: 
 of completed epochs, the same ``history.csv`` (repaired from ``state.json`` if the process died
 between the two writes), the optimizer's moments and learning rate.
 
-``history.csv`` columns: the training figures are Keras's running means over the epoch's
-augmented (and mixed) batches, weighted like the loss: with ``class_balance = class_weights``
+What is trained and how an epoch is judged comes from a ``TrainingTask`` (model builder and
+compiler, validation figures, the monitored figure, history columns, curve panels, image loader
+and per-class sampling weights); its defaults train a classifier. ``helpers.grading.engine``
+passes an ordinal grading task to the same loop.
+
+``history.csv`` columns (classification task): the training figures are Keras's running means
+over the epoch's augmented (and mixed) batches, weighted like the loss: with ``class_balance = class_weights``
 ``train_accuracy`` is therefore the training *balanced* accuracy. The validation figures are
 measured after the epoch on the un-augmented validation images (scikit-learn);
 ``validation_loss`` is the plain cross-entropy (no label smoothing, no class weights).
@@ -36,7 +41,7 @@ import pathlib
 import shutil
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -127,25 +132,26 @@ def _write_json_atomically(path: pathlib.Path, value: Any) -> None:
     os.replace(temporary, path)
 
 
-def _repair_history(run: runs.RunFolder, state: dict) -> None:
+def _repair_history(run: runs.RunFolder, state: dict, columns: Sequence[str] = HISTORY_COLUMNS) -> None:
     """Make history.csv hold exactly the rows of epochs 1..epochs_completed (those in state.json)."""
     done = state["epochs_completed"]
-    kept = history.truncate_history(run.history_path, done, HISTORY_COLUMNS)
+    kept = history.truncate_history(run.history_path, done, columns)
     present = {row["epoch"] for row in kept}
     for row in state["rows"]:
         if row["epoch"] not in present and row["epoch"] <= done:
-            history.append_history(run.history_path, row, HISTORY_COLUMNS)
+            history.append_history(run.history_path, row, columns)
 
 
 # ----- callbacks --------------------------------------------------------------------------
 
 
 class _Validation(keras.callbacks.Callback):
-    """Validation loss/accuracy/balanced accuracy/macro F1 (scikit-learn) added to the epoch's logs."""
+    """The task's validation figures (default: loss/accuracy/balanced accuracy/macro F1) added to the epoch's logs."""
 
-    def __init__(self, dataset, label_indices: Sequence[int], number_of_classes: int):
+    def __init__(self, dataset, label_indices: Sequence[int], number_of_classes: int, metrics: Callable | None = None):
         super().__init__()
         self.dataset, self.labels, self.number_of_classes = dataset, np.asarray(label_indices), number_of_classes
+        self.metrics = metrics or validation_metrics
         self.started = 0.0
         self.learning_rate = math.nan
 
@@ -157,7 +163,7 @@ class _Validation(keras.callbacks.Callback):
         logs["epoch_seconds"] = time.perf_counter() - self.started
         logs["learning_rate"] = self.learning_rate  # the rate used during the epoch, before any reduction
         if self.dataset is not None:
-            logs.update(validation_metrics(self.model, self.dataset, self.labels, self.number_of_classes))
+            logs.update(self.metrics(self.model, self.dataset, self.labels, self.number_of_classes))
 
 
 def validation_metrics(model, dataset, label_indices: np.ndarray, number_of_classes: int) -> dict[str, float]:
@@ -174,8 +180,45 @@ def validation_metrics(model, dataset, label_indices: np.ndarray, number_of_clas
                                                           labels=list(range(number_of_classes)), zero_division=0))}
 
 
-class _Plateau(keras.callbacks.ReduceLROnPlateau):
-    """ReduceLROnPlateau whose counters survive a restart (``restore`` after ``on_train_begin``)."""
+@dataclasses.dataclass(frozen=True)
+class TrainingTask:
+    """What ``train_classifier`` trains and how it judges an epoch; the defaults train a classifier.
+
+    Attributes:
+        build_model: ``(backbone_name, number_of_classes, image_size, **options) -> keras.Model``
+            (options: weights_path, dropout, batch_norm_momentum).
+        compile_model: ``(model, optimizer, label_smoothing) -> None``.
+        validation_metrics: ``(model, dataset, label_indices int [N], number_of_classes) -> {name: float}``;
+            the names must include ``monitor`` and the ``validation_*`` history columns.
+        monitor: the figure (higher = better) that picks the kept epoch and drives the learning-rate
+            plateau and early stopping.
+        history_columns: the numeric columns of ``history.csv``.
+        curve_panels: ``(title, (column, ...))`` per panel of the training-curves plot.
+        loader: ``(path, image_size) -> uint8 [S, S, 3]``, how every image is read.
+        sampling_weights: per class, the relative chance of being drawn by the balanced sampler
+            (``class_balance = balanced_sampling``); None = every class equally.
+    """
+
+    build_model: Callable = model_module.build_classifier
+    compile_model: Callable = model_module.compile_model
+    validation_metrics: Callable = validation_metrics
+    monitor: str = MONITOR
+    history_columns: tuple = HISTORY_COLUMNS
+    curve_panels: tuple = CURVE_PANELS
+    loader: Callable = pipeline.load_resized
+    sampling_weights: tuple | None = None
+
+
+CLASSIFICATION = TrainingTask()
+
+
+class _Resumable:
+    """Mixin for a Keras callback whose counters survive a restart (restored after ``on_train_begin``).
+
+    ``COUNTERS`` maps each key of the saved state (in ``state.json``) to the callback's attribute.
+    """
+
+    COUNTERS: dict[str, str] = {}
 
     def __init__(self, saved: dict | None, **options):
         super().__init__(**options)
@@ -183,37 +226,34 @@ class _Plateau(keras.callbacks.ReduceLROnPlateau):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self.saved:
-            self.wait, self.cooldown_counter, self.best = self.saved["wait"], self.saved["cooldown"], self.saved["best"]
+        for key, attribute in self.COUNTERS.items() if self.saved else ():
+            setattr(self, attribute, self.saved[key])
 
     def state(self) -> dict:
-        return {"wait": self.wait, "cooldown": self.cooldown_counter, "best": self.best}
+        return {key: getattr(self, attribute) for key, attribute in self.COUNTERS.items()}
 
 
-class _EarlyStopping(keras.callbacks.EarlyStopping):
+class _Plateau(_Resumable, keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a restart."""
+
+    COUNTERS = {"wait": "wait", "cooldown": "cooldown_counter", "best": "best"}
+
+
+class _EarlyStopping(_Resumable, keras.callbacks.EarlyStopping):
     """EarlyStopping whose counters survive a restart."""
 
-    def __init__(self, saved: dict | None, **options):
-        super().__init__(**options)
-        self.saved = saved
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.saved:
-            self.wait, self.best = self.saved["wait"], self.saved["best"]
-
-    def state(self) -> dict:
-        return {"wait": self.wait, "best": self.best}
+    COUNTERS = {"wait": "wait", "best": "best"}
 
 
 class _Recorder(keras.callbacks.Callback):
     """Checkpoint, state.json, then the history row (in that order; see the module docstring)."""
 
     def __init__(self, run: runs.RunFolder, state: dict, phase: str, steps: int, plateau, early_stopping,
-                 has_validation: bool):
+                 has_validation: bool, monitor: str = MONITOR, history_columns: Sequence[str] = HISTORY_COLUMNS):
         super().__init__()
         self.run, self.state, self.phase, self.steps = run, state, phase, steps
         self.plateau, self.early_stopping, self.has_validation = plateau, early_stopping, has_validation
+        self.monitor, self.history_columns = monitor, tuple(history_columns)
 
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1  # Keras counts from 0; history.csv from 1
@@ -221,7 +261,7 @@ class _Recorder(keras.callbacks.Callback):
                "train_accuracy": logs.get("accuracy"), "train_macro_f1": logs.get("macro_f1"),
                "learning_rate": logs["learning_rate"], "epoch_seconds": logs["epoch_seconds"],
                "seconds_per_step": logs["epoch_seconds"] / self.steps}
-        row.update({key: logs[key] for key in HISTORY_COLUMNS if key.startswith("validation_") and key in logs})
+        row.update({key: logs[key] for key in self.history_columns if key.startswith("validation_") and key in logs})
         if not math.isfinite(row["train_loss"]):
             raise errors.ModelError(f"epoch {number}: the training loss became {row['train_loss']}. Lower "
                                     f"learning_rate (e.g. divide it by 10) and start a new run (new model_name).")
@@ -232,7 +272,7 @@ class _Recorder(keras.callbacks.Callback):
         temporary = checkpoint.with_name(f"epoch_{number:04d}.tmp.keras")
         self.model.save(temporary)
         os.replace(temporary, checkpoint)
-        score = row[MONITOR] if self.has_validation else number  # no validation: the latest epoch is kept
+        score = row[self.monitor] if self.has_validation else number  # no validation: the latest epoch is kept
         state = self.state
         if score > state["best_score"] or state["best_epoch"] == 0:
             shutil.copyfile(checkpoint, self.run.checkpoints / (BEST_FILE + ".tmp"))
@@ -244,7 +284,7 @@ class _Recorder(keras.callbacks.Callback):
                       "plateau": self.plateau.state(), "early_stopping": self.early_stopping.state(),
                       "rows": [old for old in state["rows"] if old["epoch"] < number] + [_plain(row)]})
         _write_json_atomically(self.run.checkpoints / STATE_FILE, state)
-        history.append_history(self.run.history_path, row, HISTORY_COLUMNS)
+        history.append_history(self.run.history_path, row, self.history_columns)
         for old in sorted(self.run.checkpoints.glob("epoch_*.keras"))[:-CHECKPOINTS_KEPT]:
             old.unlink()  # our own older checkpoints inside the run folder; best.keras is a separate copy
 
@@ -265,7 +305,7 @@ def choose_precision(config: ClassificationConfig) -> str:
     return {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[config.mixed_precision]
 
 
-def _datasets(config, train_items, validation_items, classes):
+def _datasets(config, train_items, validation_items, classes, task: TrainingTask = CLASSIFICATION):
     """(training dataset, steps per epoch, validation dataset or None, validation label indices)."""
     train_labels = [classes.index(item.label) for item in train_items]
     weights = pipeline.class_weights(train_labels, len(classes)) if config.class_balance == "class_weights" else None
@@ -273,22 +313,23 @@ def _datasets(config, train_items, validation_items, classes):
                                       config.image_size, config.batch_size, config.split_seed, weights,
                                       balanced_sampling=config.class_balance == "balanced_sampling",
                                       augmenter=augmentation.build_augmenter(config),
-                                      mixer=augmentation.build_mixer(config))
+                                      mixer=augmentation.build_mixer(config), loader=task.loader,
+                                      sampling_weights=task.sampling_weights)
     steps = pipeline.steps_per_epoch(len(train_items), config.batch_size, config.steps_per_epoch)
     validation_labels = [classes.index(item.label) for item in validation_items]
     validation = (pipeline.evaluation_dataset([item.path for item in validation_items], config.image_size,
-                                              config.batch_size) if validation_items else None)
+                                              config.batch_size, loader=task.loader) if validation_items else None)
     return train, steps, validation, validation_labels
 
 
-def _compile(model, config: ClassificationConfig, phase: str) -> None:
+def _compile(model, config: ClassificationConfig, phase: str, task: TrainingTask = CLASSIFICATION) -> None:
     model_module.set_trainable(model, phase, config.fine_tune_layers)
     rate = config.fine_tune_learning_rate if phase == "fine_tune" else config.learning_rate
     optimizer = model_module.make_optimizer(config.optimizer, rate, config.weight_decay)
-    model_module.compile_model(model, optimizer, config.label_smoothing)
+    task.compile_model(model, optimizer, config.label_smoothing)
 
 
-def _initial_model(config, classes, weights_path, initial_model_path):
+def _initial_model(config, classes, weights_path, initial_model_path, task: TrainingTask = CLASSIFICATION):
     """A new classifier: random, ImageNet backbone, or an earlier run's exported model."""
     if initial_model_path:
         model = model_module.load_classifier(initial_model_path)
@@ -296,16 +337,15 @@ def _initial_model(config, classes, weights_path, initial_model_path):
             raise errors.ModelError(f"continue_from: that model has {model.output.shape[-1]} classes, this data "
                                     f"{len(classes)}. Continue only with the same classes, or start a new model.")
         return model
-    return model_module.build_classifier(config.backbone, len(classes), config.image_size,
-                                         weights_path=str(weights_path) if weights_path else None,
-                                         dropout=config.dropout,
-                                         batch_norm_momentum=FROM_SCRATCH_BATCH_NORM_MOMENTUM if config.trains_from_scratch
-                                         else None)
+    return task.build_model(config.backbone, len(classes), config.image_size,
+                            weights_path=str(weights_path) if weights_path else None, dropout=config.dropout,
+                            batch_norm_momentum=FROM_SCRATCH_BATCH_NORM_MOMENTUM if config.trains_from_scratch else None)
 
 
 def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_items: Sequence, validation_items: Sequence,
                      classes: Sequence[str], callbacks: Sequence = (), weights_path: str | pathlib.Path | None = None,
-                     initial_model_path: str | pathlib.Path | None = None, strategy=None) -> TrainingResult:
+                     initial_model_path: str | pathlib.Path | None = None, strategy=None,
+                     task: TrainingTask | None = None) -> TrainingResult:
     """Train (or resume training of) a classifier and record everything in the run folder.
 
     Args:
@@ -317,6 +357,7 @@ def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_it
         weights_path: ImageNet notop .h5 file for the backbone (fresh runs with ``pretrained = imagenet``).
         initial_model_path: an earlier exported ``.keras`` classifier to continue from (fresh runs).
         strategy: a ``tf.distribute`` strategy; chosen from the hardware when None.
+        task: what is trained and how an epoch is judged (None = ``CLASSIFICATION``).
 
     Returns:
         The ``TrainingResult`` with the best epoch's weights loaded.
@@ -329,22 +370,22 @@ def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_it
         # Never fall back to random weights silently: the report would claim ImageNet initialisation.
         raise errors.ModelError("pretrained: 'imagenet' but no weights were prepared. Run cell 3.3 first, or set "
                                 "pretrained = 'none' to train from scratch.")
-    classes = list(classes)
+    classes, task = list(classes), task or CLASSIFICATION
     strategy = strategy or strategy_module.choose_strategy()
     precision = choose_precision(config)
     keras.mixed_precision.set_dtype_policy(precision)
     state = read_state(run)
     resumed_from = state["epochs_completed"]
-    _repair_history(run, state)
-    train, steps, validation, validation_labels = _datasets(config, train_items, validation_items, classes)
+    _repair_history(run, state, task.history_columns)
+    train, steps, validation, validation_labels = _datasets(config, train_items, validation_items, classes, task)
     model = None
     for phase, first, last in phases(config):
         if state["epochs_completed"] >= last or phase in state["stopped_early"]:
             continue
         with strategy.scope():
-            model = _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path)
+            model = _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path, task)
         _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,
-                   callbacks)
+                   callbacks, task)
     step_times = [row["seconds_per_step"] for row in state["rows"] if row["epoch"] > resumed_from]
     best = model_module.load_classifier(run.checkpoints / BEST_FILE) if (run.checkpoints / BEST_FILE).is_file() else None
     if best is None:
@@ -357,7 +398,8 @@ def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_it
                           seconds_per_step=float(np.median(step_times)) if step_times else math.nan)
 
 
-def _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path):
+def _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path,
+                 task: TrainingTask = CLASSIFICATION):
     """The model to train in ``phase``: resumed mid-phase (optimizer kept), or set up for a new phase."""
     if state["checkpoint"] and model is None:
         model = model_module.load_classifier(run.checkpoints / state["checkpoint"], compile=True)
@@ -365,24 +407,24 @@ def _phase_model(model, config, run, state, phase, classes, weights_path, initia
             model_module.set_trainable(model, phase, config.fine_tune_layers)  # same flags as saved
             return model
     if model is None:
-        model = _initial_model(config, classes, weights_path, initial_model_path)
+        model = _initial_model(config, classes, weights_path, initial_model_path, task)
     state["plateau"] = state["early_stopping"] = None  # a new phase starts with fresh counters
     state["phase"] = phase
-    _compile(model, config, phase)
+    _compile(model, config, phase, task)
     return model
 
 
 def _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,
-               callbacks) -> None:
+               callbacks, task: TrainingTask = CLASSIFICATION) -> None:
     """One ``fit`` call from the next epoch to ``last`` with validation, plateau, early stopping and recording."""
     monitored = validation is not None
-    plateau = _Plateau(state["plateau"], monitor=MONITOR, mode="max", factor=PLATEAU_FACTOR,
+    plateau = _Plateau(state["plateau"], monitor=task.monitor, mode="max", factor=PLATEAU_FACTOR,
                        patience=config.reduce_lr_patience, min_lr=MINIMUM_LEARNING_RATE, verbose=0)
-    stopping = _EarlyStopping(state["early_stopping"], monitor=MONITOR, mode="max",
+    stopping = _EarlyStopping(state["early_stopping"], monitor=task.monitor, mode="max",
                               patience=config.early_stopping_patience or 10**9, verbose=0)
-    own = [_Validation(validation, validation_labels, len(classes))]
+    own = [_Validation(validation, validation_labels, len(classes), task.validation_metrics)]
     own += [plateau, stopping] if monitored else []
-    own.append(_Recorder(run, state, phase, steps, plateau, stopping, monitored))
+    own.append(_Recorder(run, state, phase, steps, plateau, stopping, monitored, task.monitor, task.history_columns))
     model.fit(train, epochs=last, initial_epoch=state["epochs_completed"], steps_per_epoch=steps, verbose=0, shuffle=False,
               callbacks=own + list(callbacks))
 
@@ -415,21 +457,27 @@ class ProgressCallback(keras.callbacks.Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        validation = (f", validation accuracy {logs['validation_accuracy']:.3f}, balanced accuracy "
-                      f"{logs['validation_balanced_accuracy']:.3f}" if "validation_accuracy" in logs else "")
+        logs = logs or {}
+        validation = (f", validation accuracy {logs.get('validation_accuracy', math.nan):.3f}, balanced accuracy "
+                      f"{logs.get('validation_balanced_accuracy', math.nan):.3f}" if "validation_accuracy" in logs
+                      else "")
         print(f"Epoch {epoch + 1}: loss {logs.get('loss', math.nan):.4f}{validation} "
               f"({logs.get('epoch_seconds', math.nan):.0f} s)", file=self.stream)
 
 
 class LivePlotCallback(keras.callbacks.Callback):
-    """Redraw ``plots/training_curves.png`` from history.csv after every epoch; updated in place in Jupyter."""
+    """Redraw ``plots/training_curves.png`` from history.csv after every epoch; updated in place in Jupyter.
 
-    def __init__(self, run: runs.RunFolder):
+    Args:
+        panels: ``(title, (column, ...))`` per panel (a ``TrainingTask.curve_panels``).
+    """
+
+    def __init__(self, run: runs.RunFolder, panels: Sequence = CURVE_PANELS):
         super().__init__()
-        self.run, self.handle = run, None
+        self.run, self.panels, self.handle = run, tuple(panels), None
 
     def on_epoch_end(self, epoch, logs=None):
-        path = history.plot_history(self.run.history_path, self.run.plots / "training_curves.png", CURVE_PANELS)
+        path = history.plot_history(self.run.history_path, self.run.plots / "training_curves.png", self.panels)
         try:
             from IPython import display as ipython_display
             from IPython import get_ipython

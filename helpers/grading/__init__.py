@@ -7,7 +7,7 @@ model export all come from ``helpers.classification``; this package adds what is
 grades. Modules, one concern each: ``config`` (form fields), ``dataset`` (CSV with grades + the
 doctor), ``preprocessing`` (fundus crop and local colour normalisation), ``ordinal`` (decoding,
 threshold search, sampler weights; numpy only), ``heads`` (the three ordinal heads and losses,
-Keras), ``engine`` (the hooks into the classification training loop), ``predict``, ``quality``,
+Keras), ``engine`` (the grading ``TrainingTask`` for the classification training loop), ``predict``, ``quality``,
 ``reports``, ``workflow`` (the notebook's cells) and ``demo_data`` (synthetic ordinal data).
 Only the modules about models load TensorFlow/Keras (``heads``, ``engine``, ``predict``, ``quality``,
 ``reports``); ``workflow`` imports them inside the cells that train or predict.

@@ -80,12 +80,7 @@ class GradingConfig(ClassificationConfig):
     colour_normalisation: bool = field(True, "Local colour normalisation: 4·image − 4·Gaussian-blurred image + 128 "
                                        "(Graham 2015); evens out lighting.")
 
-    PRESETS = {
-        "default": {},
-        "quick": {"backbone": "mobilenetv3small", "pretrained": "none", "epochs": 2, "head_epochs": 0,
-                  "batch_size": 16, "image_size": 64, "learning_rate": 1e-3, "augmentation": "basic",
-                  "validation_fraction": 0.2},
-    }
+    # PRESETS: inherited from ClassificationConfig (the same quick and default settings).
 
     def check(self) -> None:
         """Cross-field rules (called by ``helpers.config.validate_config``)."""

@@ -195,9 +195,9 @@ def load_grading_dataset(images_dir: str | pathlib.Path, labels_csv: str | pathl
     problems: list[doctor.Problem] = []
     entries = _entries(images_dir, csv_path, num_grades, (filename_column, grade_column, group_column), problems)
     # The classification doctor decodes and hashes every image and drops identical bytes under two grades.
-    items = classification_dataset._duplicates(classification_dataset._read_items(images_dir, entries, problems,
-                                                                                  progress), problems)
-    problems.extend(_in_grading_words(classification_dataset._class_problems(items, minimum_images_per_grade)))
+    items = classification_dataset.drop_duplicates(
+        classification_dataset.read_items(images_dir, entries, problems, progress), problems)
+    problems.extend(_in_grading_words(classification_dataset.class_problems(items, minimum_images_per_grade)))
     present = {item.label for item in items}
     problems.extend(doctor.Problem(GRADE_WITHOUT_IMAGES, str(grade), None, f"grade {grade} has no usable image.",
                                    "Add images of this grade, or lower num_grades if your scale has fewer grades.")

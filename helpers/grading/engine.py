@@ -1,35 +1,27 @@
-"""Grading on the classification engine: its training loop, pipeline and export, with grading hooks.
+"""Grading on the classification engine: its training loop, pipeline and export, given a grading task.
 
 The loop (``helpers.classification.train.train_classifier``: phases, checkpoints every epoch,
 best model, resume from ``checkpoints/state.json``, ``history.csv``, reduce-LR and early stopping)
-is used as it is. What grading changes is injected through ``engine_hooks``:
+is used as it is. What grading changes is the ``TrainingTask`` that ``grading_task`` builds:
 
 =================================  ==============================================================
-classification attribute           grading replacement
+``TrainingTask`` field             grading value
 =================================  ==============================================================
-``model.build_classifier``         ``heads.build_grading_model`` with the form's head
-``model.compile_model``            ``heads.compile_grading_model`` (the head's loss)
-``train.validation_metrics``       ``validation_metrics`` below: quadratic kappa, accuracy, MAE...
-``train.MONITOR``                  ``"validation_kappa"`` (best epoch, LR plateau, early stopping)
-``train.HISTORY_COLUMNS``          ``HISTORY_COLUMNS`` below (with validation kappa)
-``train.CURVE_PANELS``             ``CURVE_PANELS`` below (live plot and report curves)
-``pipeline.load_resized``          ``preprocessing.load_preprocessed`` (fundus crop, normalisation)
-``pipeline._balanced``             ``_balanced_with_multipliers`` (per-grade sampling multipliers)
+``build_model``                    ``heads.build_grading_model`` with the form's head
+``compile_model``                  ``heads.compile_grading_model`` (the head's loss)
+``validation_metrics``             ``validation_metrics`` below: quadratic kappa, accuracy, MAE...
+``monitor``                        ``"validation_kappa"`` (best epoch, LR plateau, early stopping)
+``history_columns``                ``HISTORY_COLUMNS`` below (with validation kappa)
+``curve_panels``                   ``CURVE_PANELS`` below (live plot and report curves)
+``loader``                         ``image_loader``: fundus crop and colour normalisation
+``sampling_weights``               the per-grade sampling multipliers (``balanced_sampling``)
 =================================  ==============================================================
 
-TEMPORARY ADAPTER: the classification engine has no extension points yet, so ``engine_hooks``
-swaps these module attributes for the duration of a ``with`` block (one notebook kernel, one run
-at a time) and restores them afterwards. The permanent change asked of the classification engine
-(see the project's issue 6 notes): ``train_classifier(..., task=TrainingTask(...))`` with fields
-build_model, compile_model, validation_metrics, monitor, history_columns, curve_panels; and an
-``image_loader`` and ``sampling_weights`` argument through ``pipeline.training_dataset``,
-``evaluation_dataset`` and ``predict.predict_paths``. This module then passes them instead of
-patching, and nothing else changes.
+Prediction reads images with the same ``image_loader`` through ``predict.predict_paths``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -40,8 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from helpers import runs
-from helpers.classification import model as classification_model
-from helpers.classification import pipeline, predict
+from helpers.classification import predict
 from helpers.classification import train as classification_train
 from helpers.grading import heads, ordinal, preprocessing
 from helpers.grading.config import GradingConfig
@@ -95,67 +86,27 @@ def validation_metrics(head: str, model, dataset, label_indices: np.ndarray, num
     return figures
 
 
-def _balanced_with_multipliers(multipliers: Sequence[float], paths, labels, weights, seed: int):
-    """``pipeline._balanced`` with grade k drawn with probability ∝ multipliers[k] (``ordinal.sampling_shares``)."""
-    import tensorflow as tf
-
-    present = sorted(set(labels.tolist()))
-    per_grade = [pipeline._shuffled_repeated(paths[labels == grade], labels[labels == grade], weights[labels == grade],
-                                             seed + int(grade)) for grade in present]
-    shares = ordinal.sampling_shares([multipliers[grade] for grade in present])
-    return tf.data.Dataset.sample_from_datasets(per_grade, weights=shares.tolist(), seed=seed)
-
-
 def image_loader(config: GradingConfig):
-    """``load_resized(path, image_size)`` replacement applying the config's fundus preprocessing."""
-    def load(path, image_size):
-        return preprocessing.load_preprocessed(path, image_size, config.crop_to_disc, config.colour_normalisation)
-    return load
+    """``(path, image_size) -> uint8 [S, S, 3]`` applying the config's fundus preprocessing (a ``TrainingTask.loader``)."""
+    return functools.partial(preprocessing.load_preprocessed, crop=config.crop_to_disc,
+                             normalise=config.colour_normalisation)
 
 
-@contextlib.contextmanager
-def loader_hook(config: GradingConfig):
-    """Within the block, every image the classification pipeline or predictor reads is preprocessed per ``config``."""
-    with _swapped([(pipeline, "load_resized", image_loader(config))]):
-        yield
-
-
-@contextlib.contextmanager
-def engine_hooks(config: GradingConfig):
-    """Within the block, the classification engine trains ``config``'s grader (module docstring)."""
-    original_build = classification_model.build_classifier
-
-    def build(backbone_name, number_of_classes, image_size, **options):
-        # The unpatched builder makes the backbone (options such as dropout pass through unchanged);
-        # calling the module attribute here would recurse.
-        return heads.build_grading_model(config.head, backbone_name, number_of_classes, image_size,
-                                         build_base=original_build, **options)
-
+def _compile_for(head: str):
+    """``TrainingTask.compile_model`` for ``head``: ``(model, optimizer, label_smoothing) -> None``."""
     def compile_model(model, optimizer, label_smoothing):
-        heads.compile_grading_model(model, optimizer, config.head, label_smoothing)
-
-    replacements = [(classification_model, "build_classifier", build),
-                    (classification_model, "compile_model", compile_model),
-                    (classification_train, "validation_metrics", functools.partial(validation_metrics, config.head)),
-                    (classification_train, "MONITOR", MONITOR),
-                    (classification_train, "HISTORY_COLUMNS", HISTORY_COLUMNS),
-                    (classification_train, "CURVE_PANELS", CURVE_PANELS),
-                    (pipeline, "_balanced", functools.partial(_balanced_with_multipliers, config.multipliers)),
-                    (pipeline, "load_resized", image_loader(config))]
-    with _swapped(replacements):
-        yield
+        heads.compile_grading_model(model, optimizer, head, label_smoothing)
+    return compile_model
 
 
-@contextlib.contextmanager
-def _swapped(replacements):
-    saved = [(module, name, getattr(module, name)) for module, name, _ in replacements]
-    try:
-        for module, name, value in replacements:
-            setattr(module, name, value)
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+def grading_task(config: GradingConfig) -> classification_train.TrainingTask:
+    """The ``TrainingTask`` that makes the classification loop train ``config``'s grader (module docstring)."""
+    return classification_train.TrainingTask(
+        build_model=functools.partial(heads.build_grading_model, config.head),
+        compile_model=_compile_for(config.head),
+        validation_metrics=functools.partial(validation_metrics, config.head),
+        monitor=MONITOR, history_columns=HISTORY_COLUMNS, curve_panels=CURVE_PANELS,
+        loader=image_loader(config), sampling_weights=tuple(config.multipliers))
 
 
 class GradingProgress(classification_train.ProgressCallback):
@@ -191,8 +142,8 @@ class GradingTraining:
 def predict_outputs(model, paths: Sequence[pathlib.Path], config: GradingConfig, batch_size: int = 32,
                     progress: bool = True) -> tuple[np.ndarray, list[pathlib.Path], list[str]]:
     """(raw head outputs float [N, ...], readable files, messages for unreadable ones), preprocessed per ``config``."""
-    with loader_hook(config):
-        return predict.predict_paths(model, paths, config.image_size, batch_size, progress=progress)
+    return predict.predict_paths(model, paths, config.image_size, batch_size, progress=progress,
+                                 loader=image_loader(config))
 
 
 def train_grader(config: GradingConfig, run: runs.RunFolder, train_items: Sequence, validation_items: Sequence,
@@ -206,10 +157,9 @@ def train_grader(config: GradingConfig, run: runs.RunFolder, train_items: Sequen
         callbacks: extra Keras callbacks (progress bar, live plot).
         weights_path: ImageNet notop weights (``pretrained = imagenet``).
     """
-    with engine_hooks(config):
-        result = classification_train.train_classifier(config, run, train_items, validation_items,
-                                                       config.grade_names, callbacks=callbacks,
-                                                       weights_path=weights_path)
+    result = classification_train.train_classifier(config, run, train_items, validation_items, config.grade_names,
+                                                   callbacks=callbacks, weights_path=weights_path,
+                                                   task=grading_task(config))
     validation, thresholds = {}, None
     if validation_items:
         outputs, kept, _ = predict_outputs(result.model, [item.path for item in validation_items], config,

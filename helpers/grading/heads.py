@@ -81,7 +81,7 @@ def build_grading_model(head: str, backbone_name: str, num_grades: int, image_si
 
     Args:
         build_base: the classification builder to start from (default
-            ``helpers.classification.model.build_classifier``; ``engine`` passes the unpatched one).
+            ``helpers.classification.model.build_classifier``; tests pass a tiny one).
         **options: passed to it (weights_path, dropout, batch_norm_momentum...).
     """
     build_base = build_base or classification_model.build_classifier

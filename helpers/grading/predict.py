@@ -14,7 +14,6 @@ It is the input of ``python -m helpers.qc grading``.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import pathlib
 from typing import Sequence
@@ -73,42 +72,15 @@ def write_predictions_csv(path: pathlib.Path, filenames: Sequence[str], grades: 
     return path
 
 
-@dataclasses.dataclass
-class GradingPredictions:
-    """Grades for a folder.
+class GradingPredictions(classification_predict.PredictionResult):
+    """Grades for a folder (fields as ``PredictionResult``; each row's ``grade`` is an int)."""
 
-    Attributes:
-        images_dir: the folder graded (never written to); output_dir and csv_path: where the CSV went.
-        rows: dicts with filename, grade, score (of that grade) and path.
-        skipped: messages for images that could not be read.
-    """
+    LABEL_KEY = "grade"
+    VERB = "graded"
 
-    images_dir: pathlib.Path
-    output_dir: pathlib.Path
-    csv_path: pathlib.Path
-    rows: list[dict]
-    skipped: list[str]
-
-    def show(self, count: int = 4) -> pathlib.Path | None:
-        """Print the number of images per predicted grade and show the first ``count`` with their grade."""
-        from collections import Counter
-
-        from helpers import doctor
-        from helpers.classification import plots
-
-        counts = Counter(row["grade"] for row in self.rows)
-        print(f"{len(self.rows)} images graded into {self.csv_path}: "
-              + ", ".join(f"grade {grade}: {number}" for grade, number in sorted(counts.items())))
-        for message in self.skipped:
-            print(f"  not graded: {message}")
-        if not self.rows:
-            return None
-        shown = self.rows[:count]
-        captions = {row["path"]: f"grade {row['grade']} ({row['score']:.2f})" for row in shown}
-        path = plots.image_grid({"predicted": [row["path"] for row in shown]}, self.output_dir / "examples.png",
-                                captions=captions)
-        doctor._display_images([path])
-        return path
+    @staticmethod
+    def label_text(value) -> str:
+        return f"grade {value}"
 
 
 def predict_folder(run_root: str | pathlib.Path, images_dir: str | pathlib.Path,
@@ -121,9 +93,7 @@ def predict_folder(run_root: str | pathlib.Path, images_dir: str | pathlib.Path,
     run = runs.existing_run(run_root)
     images_dir, output_dir = pathlib.Path(images_dir), pathlib.Path(output_dir)
     model, settings = load_grader(run)
-    paths = classification_predict.list_images_recursively(images_dir)
-    if not paths:
-        raise errors.DatasetError(f"{images_dir}: no images (PNG, JPEG, BMP, TIFF) found. Check Prediction_images.")
+    paths = classification_predict.images_to_predict(images_dir)
     grades, scores, kept, skipped = grade_paths(model, settings, paths)
     filenames = [path.relative_to(images_dir).as_posix() for path in kept]
     csv_path = write_predictions_csv(output_dir / "predictions.csv", filenames, grades, scores)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import pathlib
-import time
 from typing import Any
 
 from helpers import history, qc, run_report
 from helpers.classification import augmentation, backbones
+from helpers.classification import reports as classification_reports
 from helpers.grading import dataset as dataset_module
 from helpers.grading import engine
 
@@ -112,47 +112,26 @@ def methods_paragraph(session: Any, rows: list[dict]) -> str:
 
 def _dataset_section(document: Any, session: Any) -> None:
     dataset, config = session.dataset, session.config
-    document.heading("Dataset")
-    document.key_value_table([("Images folder", config.images_dir), ("Grades CSV", config.labels_csv),
-                              ("Columns", f"file {config.filename_column}, grade {config.grade_column}, group "
-                                          f"{config.group_column or '(none)'}"),
-                              ("Usable images", len(dataset.items))]
-                             + [(f"Images of grade {grade}", count) for grade, count in dataset.class_counts().items()])
-    counts = dataset.problem_counts()
-    if counts:
-        document.paragraph("Problems found by the data check (the full list is dataset_problems.json in the run "
-                           "folder):")
-        document.table(["problem", "what happened", "count"],
-                       [[kind, dataset_module.PROBLEM_KINDS[kind], str(count)] for kind, count in counts.items()])
-    else:
-        document.paragraph("The data check found no problems.")
-    for name in ("class_counts.png", "class_examples.png"):
-        if (session.run.plots / name).is_file():
-            document.figure(session.run.plots / name, width_mm=150)
+    classification_reports.dataset_section(
+        document, session, [("Images folder", config.images_dir), ("Grades CSV", config.labels_csv),
+                            ("Columns", f"file {config.filename_column}, grade {config.grade_column}, group "
+                                        f"{config.group_column or '(none)'}"),
+                            ("Usable images", len(dataset.items))]
+        + [(f"Images of grade {grade}", count) for grade, count in dataset.class_counts().items()],
+        dataset_module.PROBLEM_KINDS)
 
 
 def training_report(session: Any) -> pathlib.Path:
     """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path."""
     config, run, training = session.config, session.run, session.training
-    result = training.result
     rows = history.read_history(run.history_path)
     document = run_report.start_report(f"Training report: {run.root.name}", run, config, config.images_dir)
-    document.key_value_table([("Task", f"ordinal grading, {config.num_grades} grades (Keras 3, keras.applications)"),
-                              ("Training time (this session)",
-                               run_report.format_duration(time.time() - session.started_at)),
-                              ("Epochs completed", len(rows)), ("Hardware used", result.strategy),
-                              ("Numeric precision", result.precision),
-                              ("Seconds per training step (median, this session)",
-                               "not measured (nothing left to train)" if math.isnan(result.seconds_per_step)
-                               else f"{result.seconds_per_step:.3f}")])
+    classification_reports.run_summary(document, session, training.result,
+                                       f"ordinal grading, {config.num_grades} grades (Keras 3, keras.applications)", rows)
     run_report.add_environment(document)
     run_report.add_config(document, config)
     _dataset_section(document, session)
-    split = session.split
-    document.heading("Split")
-    document.key_value_table([("Seed", split.seed), ("Stratified by", split.stratified_by),
-                              ("Grouped by", split.grouped_by or "no groups"), ("Training images", len(split.train)),
-                              ("Validation images", len(split.validation)), ("Recorded in", run.split_path)])
+    classification_reports.split_section(document, session)
     document.heading("Preprocessing and augmentation")
     document.paragraph(preprocessing_sentence(config) + " " + augmentation.describe(config))
     for name in ("preprocessing_preview.png", "augmentation_preview.png"):
@@ -160,21 +139,18 @@ def training_report(session: Any) -> pathlib.Path:
             document.figure(run.plots / name, width_mm=140)
     document.heading("Model")
     spec = backbones.get_backbone(config.backbone)
-    initial = ("trained from scratch (random initial weights; no pretrained download)" if session.pretrained is None
-               else f"ImageNet weights {session.pretrained.url} (sha256 {session.pretrained.sha256})")
-    document.key_value_table([("Backbone", f"{spec.constructor}: {spec.description}"), ("Initial weights", initial),
+    document.key_value_table([("Backbone", f"{spec.constructor}: {spec.description}"),
+                              ("Initial weights", classification_reports.initial_weights(session)),
                               ("Ordinal head", HEAD_SENTENCES[config.head]),
                               ("Grade imbalance", sampling_sentence(config))])
     document.heading("Training curves")
-    document.figure(history.plot_history(run.history_path, run.plots / "training_curves.png", engine.CURVE_PANELS),
-                    width_mm=170)
+    document.figure(classification_reports.plot_training_curves(run, engine.CURVE_PANELS), width_mm=170)
     document.heading("Validation metrics of the kept model")
     document.paragraph(training_outcome(rows, training))
     document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS[:4]])
     document.heading("Methods (ready to paste)")
     document.paragraph(methods_paragraph(session, rows))
-    document.heading("References")
-    document.bullet_list([f"[{index}] {text}" for index, text in enumerate(REFERENCES, start=1)])
+    classification_reports.add_references(document, REFERENCES)
     return document.save(run.root / "training_report.pdf")
 
 
@@ -209,6 +185,5 @@ def qc_report(result: Any) -> pathlib.Path:
                        "the predicted grade); worth checking for grading or image-quality problems.")
     document.figure(result.plots["largest_errors"], width_mm=150)
     run_report.add_config(document, config)
-    document.heading("References")
-    document.bullet_list([f"[{index}] {text}" for index, text in enumerate(REFERENCES, start=1)])
+    classification_reports.add_references(document, REFERENCES)
     return document.save(run.root / "qc_report.pdf")

@@ -10,16 +10,13 @@ trained in an earlier session.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
-import time
 from typing import Any
 
-from helpers import config as config_module
 from helpers import errors, runs
-from helpers import split as split_module
+from helpers.classification import workflow as classification_workflow
 from helpers.classification.workflow import ClassificationSession
-from helpers.detection.workflow import _display, require_folder
+from helpers.detection.workflow import _display
 from helpers.grading import dataset as dataset_module
 from helpers.grading import preprocessing
 from helpers.grading.config import GradingConfig
@@ -32,45 +29,37 @@ class GradingSession(ClassificationSession):
     """State carried from cell to cell of one grading run (fields as ``ClassificationSession``).
 
     ``config`` is a ``GradingConfig``; ``training`` holds an ``engine.GradingTraining`` after ``train``.
+    ``check_data``, ``preview_augmentation`` and ``prepare_backbone`` are inherited; the hooks below
+    give them grading's dataset, split and image loader.
     """
 
     # ----- 3.1 ---------------------------------------------------------------------------
-    def check_data(self) -> dataset_module.GradingDataset:
-        """Run the doctor, show its findings and plots, and write or reuse ``split.json``."""
+    def _load_dataset(self) -> dataset_module.GradingDataset:
         config = self.config
-        self.dataset = dataset_module.load_grading_dataset(
+        return dataset_module.load_grading_dataset(
             config.images_dir, config.labels_csv, config.num_grades, config.grade_column, config.group_column,
             config.minimum_images_per_class, filename_column=config.filename_column)
-        self.dataset.show_summary(self.run.plots)
-        if len({item.label for item in self.dataset.items}) < 2:
-            raise errors.DatasetError(f"{config.labels_csv}: fewer than 2 grades have usable images; a grader needs "
-                                      f"at least 2. Fix the problems listed above and run this cell again.")
-        rows = self.dataset.problems_table()
-        self.run.path("dataset_problems.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1),
-                                                          encoding="utf-8")
-        self.split = self._split()
-        print(f"Split (seed {self.split.seed}, stratified by {self.split.stratified_by}"
-              f"{', grouped by ' + self.split.grouped_by if self.split.grouped_by else ''}): {len(self.split.train)} "
-              f"training, {len(self.split.validation)} validation images. Saved in {self.run.split_path}.")
-        return self.dataset
 
-    def _split(self) -> split_module.Split:
-        """Reuse the run's split when resuming; otherwise a stratified split grouped by ``group_column``."""
-        if self.run.split_path.is_file():
-            return super()._split()
-        items = self.dataset.items
-        result = split_module.split_dataset([item.key for item in items], [int(item.label) for item in items],
-                                            self.config.validation_fraction, seed=self.config.split_seed,
-                                            groups=[item.group for item in items] if self.dataset.has_groups else None,
-                                            group_name=self.config.group_column or "group")
-        result.save(self.run.split_path)
-        return result
+    def _require_two_classes(self) -> None:
+        if len({item.label for item in self.dataset.items}) < 2:
+            raise errors.DatasetError(f"{self.config.labels_csv}: fewer than 2 grades have usable images; a grader "
+                                      f"needs at least 2. Fix the problems listed above and run this cell again.")
+
+    def _split_labels(self) -> list:
+        return [int(item.label) for item in self.dataset.items]
+
+    def _group_name(self) -> str:
+        return self.config.group_column or "group"
+
+    def image_loader(self):
+        """The fundus preprocessing of the config (crop, colour normalisation) as an image loader."""
+        from helpers.grading import engine
+
+        return engine.image_loader(self.config)
 
     # ----- 3.2 ---------------------------------------------------------------------------
     def preview_preprocessing(self) -> list[pathlib.Path]:
         """Show one training image per grade: original, cropped, as the network sees it; then augmented versions."""
-        from helpers.grading import engine
-
         train_items = self.items_named(self.split.train)
         chosen = []
         for grade in self.config.grade_names:
@@ -81,27 +70,31 @@ class GradingSession(ClassificationSession):
                                      config.image_size, config.crop_to_disc, config.colour_normalisation,
                                      self.run.plots / "preprocessing_preview.png")
         _display(path)
-        with engine.loader_hook(config):  # the augmentation preview then starts from preprocessed images
-            return [path, self.preview_augmentation()]
+        return [path, self.preview_augmentation()]  # augmented versions of the preprocessed images
 
     # ----- 4 -----------------------------------------------------------------------------
-    def train(self) -> Any:
-        """Train (or resume), export the kept model with ``grading.json`` and write the training report PDF."""
-        from helpers.classification import train as classification_train
-        from helpers.grading import engine, reports
+    def class_names(self) -> list[str]:
+        """The grades "0".."K-1" (the model's classes in output order)."""
+        return self.config.grade_names
 
-        self._require_dataset()
-        self.run.write_label_map(self.config.grade_names)
-        callbacks = (engine.GradingProgress(self.config.epochs), classification_train.LivePlotCallback(self.run))
+    def _train_and_export(self, weights_path) -> tuple[Any, pathlib.Path]:
+        """Train the grader (``self.training``), export it with ``grading.json``; (loop result, model path)."""
+        from helpers.classification import train as classification_train
+        from helpers.grading import engine
+
+        callbacks = (engine.GradingProgress(self.config.epochs),
+                     classification_train.LivePlotCallback(self.run, engine.CURVE_PANELS))
         self.training = engine.train_grader(self.config, self.run, self.items_named(self.split.train),
                                             self.items_named(self.split.validation), callbacks=callbacks,
-                                            weights_path=self.pretrained.path if self.pretrained is not None else None)
+                                            weights_path=weights_path)
         exported = engine.export(self.training, self.config, self.run)
         engine.write_grading_file(self.run.root, self.config, self.training.thresholds)
-        print(f"Epochs completed: {self.training.result.epochs_completed} (kept epoch "
-              f"{self.training.result.best_epoch}). Exported model: {exported}")
-        print(f"Training report: {reports.training_report(self)}")
-        return self.training
+        return self.training.result, exported
+
+    def _training_report(self) -> pathlib.Path:
+        from helpers.grading import reports
+
+        return reports.training_report(self)
 
 
 def start(preset: str, **form_fields: Any) -> GradingSession:
@@ -111,26 +104,15 @@ def start(preset: str, **form_fields: Any) -> GradingSession:
         preset: ``"default"`` or ``"quick"``.
         **form_fields: GradingConfig field values from the notebook's forms.
     """
-    config = config_module.config_from_form(GradingConfig, preset, **form_fields)
-    require_folder("Training_images", config.images_dir)
-    if not config.model_path.strip():
-        raise errors.ConfigError("model_path: empty. Type the folder where the run folder should be created.")
-    run = runs.open_run_folder(config.model_path, config.model_name, config)
-    state = "Resuming the run in" if run.resumed else "New run folder:"
-    print(f"{state} {run.root}\nSettings used (also in config.yaml):\n{config_module.config_to_yaml(config)}")
-    return GradingSession(config=config, run=run)
+    return classification_workflow.open_session(GradingSession, GradingConfig, preset, form_fields)
 
 
 def open_trained_run(model_path: str, model_name: str, other_model_folder: str = "") -> runs.RunFolder:
     """The run folder to check or use: ``other_model_folder`` if given, else ``model_path/model_name``."""
     from helpers.grading import engine
 
-    folder = other_model_folder.strip() if other_model_folder else ""
-    run = runs.existing_run(folder or pathlib.Path(model_path) / model_name)
-    if not (run.exported_model / engine.GRADING_FILE).is_file():
-        raise errors.ModelError(f"{run.root}: holds no exported grader yet. Finish training (section 4) first, or "
-                                f"give QC_model_folder of a trained grading model.")
-    return run
+    return classification_workflow.open_trained_run(model_path, model_name, other_model_folder,
+                                                    exported_file=engine.GRADING_FILE, what="grader")
 
 
 def quality_control(model_path: str, model_name: str, test_images: str = "", test_labels_csv: str = "",
@@ -148,10 +130,5 @@ def predict(model_path: str, model_name: str, images_dir: str = "", results_fold
     from helpers.grading import predict as predict_module
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    if not str(images_dir).strip():
-        images_dir = config_module.load_config(GradingConfig, run.config_path).images_dir
-        print(f"No Prediction_images or Test_images given: grading the training images folder {images_dir}.")
-    source = require_folder("Prediction_images", images_dir)
-    output = pathlib.Path(results_folder) if str(results_folder).strip() else \
-        run.predictions / time.strftime("%Y%m%d-%H%M%S")
-    return predict_module.predict_folder(run.root, source, output)
+    return classification_workflow.predict_with(predict_module.predict_folder, run, GradingConfig, images_dir,
+                                                results_folder, verb="grading")
