@@ -96,7 +96,12 @@ class QualityControlResult:
                                     self.ground_truth[filename].objects, path)
 
     def browse(self) -> Any:
-        """An ipywidgets browser over the evaluated images (prints the figure paths without IPython)."""
+        """An ipywidgets browser over the evaluated images (prints the figure paths without IPython).
+
+        A Dropdown drives an ``ipywidgets.Image`` whose bytes are replaced on each choice. No
+        ``Output`` widget is used: capturing displays into one hung papermill/nbclient after the
+        training cell's live plots (reproduced twice), while an Image widget needs no capture.
+        """
         names = sorted(self.image_paths)
         try:
             import ipywidgets
@@ -106,18 +111,14 @@ class QualityControlResult:
                 print(f"{name}: {self.figure_for(name)}")
             return None
         chooser = ipywidgets.Dropdown(options=names, description="image")
-        output = ipywidgets.Output()
+        picture = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
 
         def show_image(change: Any) -> None:  # a widget callback must be a function
-            # Clear through the widget, outside its capture context: clear_output(wait=True) inside
-            # ``with output`` left papermill/nbclient waiting forever (reproduced twice).
-            output.clear_output()
-            with output:
-                ipython_display.display(ipython_display.Image(filename=str(self.figure_for(change["new"]))))
+            picture.value = self.figure_for(change["new"]).read_bytes()
 
         chooser.observe(show_image, names="value")
         show_image({"new": names[0]})
-        box = ipywidgets.VBox([chooser, output])
+        box = ipywidgets.VBox([chooser, picture])
         ipython_display.display(box)
         return box
 

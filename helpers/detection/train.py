@@ -375,6 +375,10 @@ class ProgressCallback:
 
     def on_train_begin(self, info: dict) -> None:
         self.info, self.started = info, time.perf_counter()
+        if info["start_epoch"] > info["epochs"]:
+            print(f"All {info['epochs']} epochs are already done ({info['start']}): nothing to train. Raise "
+                  f"number_of_epochs to train further.", file=self.stream)
+            return
         print(f"{info['strategy']} Starting from {info['start']}; epochs {info['start_epoch']}–{info['epochs']}, "
               f"{info['steps_per_epoch']} steps of {info['batch_size']} images each.", file=self.stream)
 
