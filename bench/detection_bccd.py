@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import platform
+import statistics
 import sys
 import time
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     from helpers import config as config_module
-    from helpers import doctor, runs
+    from helpers import doctor, history, runs
     from helpers.detection import export, predict, train
     from helpers.detection.config import DetectionConfig
     from helpers.qc import detection as detection_qc
@@ -87,12 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  score_threshold=0.3)
     report = {
         "benchmark": "detection_bccd", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(), "config": dataclasses.asdict(config),
+        "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(), "config": dataclasses.asdict(config),
         "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
         "epochs": result.epochs_completed, "best_epoch": result.best_epoch, "training_seconds": round(training_seconds, 1),
-        "seconds_per_epoch_median": sorted(row["epoch_seconds"] for row in
-                                           __import__("helpers.history", fromlist=["x"]).read_history(run.history_path))[
-                                               result.epochs_completed // 2],
+        "seconds_per_epoch_median": statistics.median(row["epoch_seconds"] for row in
+                                                      history.read_history(run.history_path)),
         "test_map50": evaluation.map50, "test_map50_95": evaluation.map50_95, "test_map75": evaluation.map75,
         "per_class": {name: {key: values[key] for key in ("ap50", "ap50_95")} for name, values in
                       evaluation.per_class.items()},

@@ -172,8 +172,10 @@ def test_killed_mid_epoch_then_rerun_ends_with_all_epochs_and_a_consistent_histo
     run_folder = tmp_path / "killed"
     assert [row["epoch"] for row in history.read_history(run_folder / "history.csv")] == [1]
 
-    config = small_config(dataset.images_dir.parent, tmp_path, "killed", epochs=3,
-                          learning_rate_schedule="cosine")
+    data = str(dataset.images_dir.parent)  # the same settings as the killed process, or the run would be refused
+    config = config_module.config_from_form(DetectionConfig, "quick", images_dir=data + "/images",
+                                            annotations_dir=data + "/annotations", model_path=str(tmp_path),
+                                            model_name="killed", image_size=128, epochs=3, steps_per_epoch=3)
     run = runs.open_run_folder(config.model_path, config.model_name, config)
     result = train.train_detector(config, run, dataset.items[:6], [], dataset.classes, dataset.usable_objects)
     assert result.resumed_from_epoch == 1 and result.epochs_completed == 3
@@ -200,3 +202,18 @@ def test_coco_weights_are_downloaded_and_loaded_into_backbone_not_head(tmp_path,
     for source_variable, target_variable in zip(source_model.backbone.weights, target.backbone.weights):
         np.testing.assert_array_equal(source_variable.numpy(), target_variable.numpy())
     assert backbones.download_pretrained(spec, cache_dir=tmp_path / "cache", progress=False).reused
+
+
+def test_a_trained_run_can_start_a_new_run_and_a_mismatched_model_is_refused(trained, dataset):
+    from helpers import errors
+
+    fresh = model_module.build_model(trained["config"], num_classes=len(dataset.classes))
+    prefix = model_module.restore_weights(fresh, trained["run"].root)  # "continue from a previously saved model"
+    assert prefix.startswith(str(trained["run"].checkpoints / "best"))
+    reference = model_module.build_model(trained["config"], num_classes=len(dataset.classes))
+    tf.train.Checkpoint(model=reference).read(prefix).expect_partial()
+    for restored, expected in zip(fresh.weights, reference.weights):
+        np.testing.assert_array_equal(restored.numpy(), expected.numpy())
+    other_classes = model_module.build_model(trained["config"], num_classes=len(dataset.classes) + 2)
+    with pytest.raises(errors.ModelError, match="same classes"):
+        model_module.restore_weights(other_classes, trained["run"].root)
