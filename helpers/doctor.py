@@ -360,14 +360,7 @@ class DetectionDataset:
         if not self.problems:
             lines.append("No problems found.")
             return "\n".join(lines)
-        lines.append(f"{len(self.problems)} problems found:")
-        for kind, count in self.problem_counts().items():
-            examples = [problem for problem in self.problems if problem.kind == kind]
-            lines.append(f"* {kind} ({count}): {PROBLEM_KINDS.get(kind, kind)}")
-            lines.extend(f"    {problem.message}" for problem in examples[:EXAMPLES_PER_KIND])
-            if count > EXAMPLES_PER_KIND:
-                lines.append(f"    ... and {count - EXAMPLES_PER_KIND} more (see problems_table()).")
-            lines.append(f"    Fix: {examples[0].fix}")
+        lines.extend(problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS, "problems_table()"))
         return "\n".join(lines)
 
     def show_summary(self, output_dir: str | pathlib.Path | None = None, show_plots: bool = True) -> list[pathlib.Path]:
@@ -389,6 +382,24 @@ class DetectionDataset:
         paths = self.plot_statistics(folder) + [self.plot_example(folder / "example_annotated_image.png")]
         _display_images(paths)
         return paths
+
+
+def problem_lines(problems: list[Problem], counts: dict[str, int], descriptions: dict[str, str],
+                  where_listed: str) -> list[str]:
+    """Text lines listing problems by kind: count, what it means, a few examples and the fix.
+
+    Shared by every task's doctor. Args: ``counts`` kind -> count in display order; ``descriptions``
+    kind -> one sentence; ``where_listed`` where the full list is (e.g. a file name).
+    """
+    lines = [f"{len(problems)} problems found:"]
+    for kind, count in counts.items():
+        examples = [problem for problem in problems if problem.kind == kind]
+        lines.append(f"* {kind} ({count}): {descriptions.get(kind, kind)}")
+        lines.extend(f"    {problem.message}" for problem in examples[:EXAMPLES_PER_KIND])
+        if count > EXAMPLES_PER_KIND:
+            lines.append(f"    ... and {count - EXAMPLES_PER_KIND} more (see {where_listed}).")
+        lines.append(f"    Fix: {examples[0].fix}")
+    return lines
 
 
 def _summary(values: Iterable[float]) -> dict[str, float]:

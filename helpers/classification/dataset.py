@@ -56,7 +56,6 @@ PROBLEM_KINDS = {
 }
 # Most/least frequent class ratio above which the imbalance is reported.
 IMBALANCE_RATIO = 10.0
-EXAMPLES_PER_KIND = 3
 
 
 @dataclasses.dataclass
@@ -146,14 +145,8 @@ class ClassificationDataset:
         if not self.problems:
             lines.append("No problems found.")
             return "\n".join(lines)
-        lines.append(f"{len(self.problems)} problems found:")
-        for kind, count in self.problem_counts().items():
-            examples = [problem for problem in self.problems if problem.kind == kind]
-            lines.append(f"* {kind} ({count}): {PROBLEM_KINDS[kind]}")
-            lines.extend(f"    {problem.message}" for problem in examples[:EXAMPLES_PER_KIND])
-            if count > EXAMPLES_PER_KIND:
-                lines.append(f"    ... and {count - EXAMPLES_PER_KIND} more (see dataset_problems.json).")
-            lines.append(f"    Fix: {examples[0].fix}")
+        lines.extend(doctor.problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS,
+                                          "dataset_problems.json"))
         return "\n".join(lines)
 
     def plot_class_counts(self, output_path: str | pathlib.Path) -> pathlib.Path:

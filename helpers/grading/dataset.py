@@ -78,15 +78,7 @@ class GradingDataset(classification_dataset.ClassificationDataset):
                          f"split between training and validation.")
         if not self.problems:
             return "\n".join(lines + ["No problems found."])
-        lines.append(f"{len(self.problems)} problems found:")
-        for kind, count in self.problem_counts().items():
-            examples = [problem for problem in self.problems if problem.kind == kind]
-            lines.append(f"* {kind} ({count}): {PROBLEM_KINDS[kind]}")
-            lines.extend(f"    {problem.message}" for problem in examples[:classification_dataset.EXAMPLES_PER_KIND])
-            if count > classification_dataset.EXAMPLES_PER_KIND:
-                lines.append(f"    ... and {count - classification_dataset.EXAMPLES_PER_KIND} more "
-                             f"(see dataset_problems.json).")
-            lines.append(f"    Fix: {examples[0].fix}")
+        lines.extend(doctor.problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS, "dataset_problems.json"))
         return "\n".join(lines)
 
     def problem_counts(self) -> dict[str, int]:

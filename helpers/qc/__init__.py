@@ -7,6 +7,7 @@ No module of this package imports TensorFlow, so predictions of any tool can be 
 from __future__ import annotations
 
 import math
+import pathlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -39,3 +40,18 @@ def text_table(rows: list[list[Any]]) -> str:
     cells = [[format_value(cell) for cell in row] for row in rows]
     widths = [max(len(row[column]) for row in cells) for column in range(len(cells[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)
+
+
+def new_figure(width_inches: float, height_inches: float):
+    """A matplotlib Figure (no pyplot state, safe in notebooks and threads), constrained layout, 100 dpi."""
+    import matplotlib.figure
+
+    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
+
+
+def save_figure(figure, path: str | pathlib.Path) -> pathlib.Path:
+    """Save ``figure`` as a PNG at ``path`` (parent created) and return the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path

@@ -309,17 +309,8 @@ def summary_table(evaluation: ClassificationEvaluation) -> str:
 # ---------------------------------------------------------------- plots
 
 
-def _figure(width_inches: float, height_inches: float):
-    import matplotlib.figure
-
-    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
-
-
-def _save(figure, path: str | pathlib.Path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+_figure = qc.new_figure
+_save = qc.save_figure
 
 
 def plot_confusion_panels(counts: Sequence[Sequence[int]], normalised: Sequence[Sequence[float]],

@@ -469,17 +469,8 @@ def summary_table(evaluation: DetectionEvaluation) -> str:
 # ---------------------------------------------------------------- plots
 
 
-def _figure(width_inches: float, height_inches: float):
-    import matplotlib.figure
-
-    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
-
-
-def _save(figure, path: str | pathlib.Path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+_figure = qc.new_figure
+_save = qc.save_figure
 
 
 def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
