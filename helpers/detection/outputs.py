@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, images, voc
+from helpers import errors, images, qc, voc
 
 PREDICTION_COLUMNS = ("filename", "class", "score", "xmin", "ymin", "xmax", "ymax")
 SCORE_DECIMALS = 4
@@ -127,23 +127,8 @@ def read_predictions_csv(path: str | pathlib.Path) -> list[Detection]:
             empty field, a non-numeric value or ``xmax < xmin`` / ``ymax < ymin`` (named by line).
     """
     path = pathlib.Path(path)
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip() for name in (reader.fieldnames or [])]
-            missing = [name for name in PREDICTION_COLUMNS if name not in columns]
-            if missing:
-                found = ", ".join(columns) or "none"
-                raise _csv_error(path, 1, f"missing column(s) {', '.join(missing)} (found: {found})",
-                                 f"The header must contain {','.join(PREDICTION_COLUMNS)}.")
-            reader.fieldnames = columns
-            return [_detection_from_row(path, reader.line_num, row) for row in reader]
-    except FileNotFoundError as error:
-        raise errors.DatasetError(f"{path}: predictions file not found. Check the path.") from error
-    except UnicodeDecodeError as error:
-        raise errors.DatasetError(f"{path}: is not UTF-8 text ({error.reason}). Save it as UTF-8 CSV.") from error
-    except OSError as error:
-        raise errors.DatasetError(f"{path}: cannot be read ({error.strerror or error}). Check the path.") from error
+    _, rows = qc.read_csv_rows(path, PREDICTION_COLUMNS)
+    return [_detection_from_row(path, line, row) for line, row in rows]
 
 
 # ---------------------------------------------------------------- VOC and COCO

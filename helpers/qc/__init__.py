@@ -6,11 +6,14 @@ No module of this package imports TensorFlow, so predictions of any tool can be 
 
 from __future__ import annotations
 
+import csv
 import math
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from helpers import errors
 
 
 def json_safe(value: Any) -> Any:
@@ -55,3 +58,37 @@ def save_figure(figure, path: str | pathlib.Path) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
+
+
+def read_csv_rows(path: str | pathlib.Path,
+                  required_columns: Sequence[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and rows of a UTF-8 CSV, each row with its line number.
+
+    Args:
+        path: the CSV file.
+        required_columns: columns that must be in the header (names are stripped of spaces).
+
+    Returns:
+        (columns, [(line number, {column: text})]); blank lines are skipped.
+
+    Raises:
+        DatasetError: missing file, not UTF-8, or a required column absent (named).
+    """
+    path = pathlib.Path(path)
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in (reader.fieldnames or [])]
+            missing = [name for name in required_columns if name not in columns]
+            if missing:
+                raise errors.DatasetError(
+                    f"{path}: line 1: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'}). "
+                    f"The header must contain {','.join(required_columns)}.")
+            reader.fieldnames = columns
+            return columns, [(reader.line_num, row) for row in reader]
+    except FileNotFoundError as error:
+        raise errors.DatasetError(f"{path}: file not found. Check the path.") from error
+    except UnicodeDecodeError as error:
+        raise errors.DatasetError(f"{path}: is not UTF-8 text ({error.reason}). Save it as UTF-8 CSV.") from error
+    except OSError as error:
+        raise errors.DatasetError(f"{path}: cannot be read ({error.strerror or error}). Check the path.") from error

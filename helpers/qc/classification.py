@@ -19,7 +19,6 @@ and labels are stripped of surrounding spaces. The reading functions here are sh
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -33,43 +32,6 @@ from helpers import errors, qc
 LOGGER = logging.getLogger(__name__)
 SCORE_PREFIX = "score_"
 EXAMPLES_IN_ERRORS = 5
-
-
-# ---------------------------------------------------------------- CSV reading (shared with grading)
-
-
-def read_csv_rows(path: str | pathlib.Path,
-                  required_columns: Sequence[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and rows of a UTF-8 CSV, each row with its line number.
-
-    Args:
-        path: the CSV file.
-        required_columns: columns that must be in the header (names are stripped of spaces).
-
-    Returns:
-        (columns, [(line number, {column: text})]); blank lines are skipped.
-
-    Raises:
-        DatasetError: missing file, not UTF-8, or a required column absent (named).
-    """
-    path = pathlib.Path(path)
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = [name.strip() for name in (reader.fieldnames or [])]
-            missing = [name for name in required_columns if name not in columns]
-            if missing:
-                raise errors.DatasetError(
-                    f"{path}: line 1: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'}). "
-                    f"The header must contain {','.join(required_columns)}.")
-            reader.fieldnames = columns
-            return columns, [(reader.line_num, row) for row in reader]
-    except FileNotFoundError as error:
-        raise errors.DatasetError(f"{path}: file not found. Check the path.") from error
-    except UnicodeDecodeError as error:
-        raise errors.DatasetError(f"{path}: is not UTF-8 text ({error.reason}). Save it as UTF-8 CSV.") from error
-    except OSError as error:
-        raise errors.DatasetError(f"{path}: cannot be read ({error.strerror or error}). Check the path.") from error
 
 
 def _cell(path: pathlib.Path, line: int, row: Mapping[str, Any], column: str) -> str:
@@ -87,7 +49,7 @@ def read_column_by_filename(path: str | pathlib.Path, column: str) -> dict[str, 
         DatasetError: missing column, empty cell, or a file name listed twice (both lines named).
     """
     path = pathlib.Path(path)
-    _, rows = read_csv_rows(path, ["filename", column])
+    _, rows = qc.read_csv_rows(path, ["filename", column])
     values: dict[str, tuple[int, str]] = {}
     for line, row in rows:
         filename = _cell(path, line, row, "filename")
@@ -114,7 +76,7 @@ def read_score_csv(path: str | pathlib.Path, prefix: str = SCORE_PREFIX) -> dict
         DatasetError: a score that is not a finite number (file, line and column named).
     """
     path = pathlib.Path(path)
-    columns, rows = read_csv_rows(path, ["filename"])
+    columns, rows = qc.read_csv_rows(path, ["filename"])
     score_columns = [column for column in columns if column.startswith(prefix) and len(column) > len(prefix)]
     if not score_columns:
         return {}

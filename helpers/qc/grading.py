@@ -53,7 +53,7 @@ def read_grade_csv(path: str | pathlib.Path, num_grades: int = 5) -> dict[str, i
             number in 0..num_grades-1 (file, line and value named).
     """
     path = pathlib.Path(path)
-    columns, _ = classification.read_csv_rows(path, ["filename"])
+    columns, _ = qc.read_csv_rows(path, ["filename"])
     column = next((name for name in GRADE_COLUMNS if name in columns), GRADE_COLUMNS[0])
     grades = {}
     for filename, (line, text) in classification.read_column_by_filename(path, column).items():
