@@ -25,7 +25,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra --durations=15
 
-# Checks that the benchmark scripts run (a minute or two); the real runs are in docs/benchmarks.md.
+# Checks that the benchmark scripts run (a few minutes); the real runs are in docs/benchmarks.md.
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/detection_speed.py --smoke
 	$(BIN)/python bench/detection_bccd.py --smoke
+	$(BIN)/python bench/detection_memory.py --smoke
+	$(BIN)/python bench/classification_speed.py --smoke
+	$(BIN)/python bench/from_scratch.py --task classification --smoke
+	$(BIN)/python bench/from_scratch.py --task grading --smoke

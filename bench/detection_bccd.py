@@ -1,11 +1,12 @@
 """Benchmark: our detection pipeline trained from scratch on BCCD, scored on BCCD's own test split.
 
-Trains on ``ImageSets/Main/train.txt``, picks the checkpoint by validation mAP50-95 on
-``val.txt`` and scores the exported model on ``test.txt`` with ``helpers.qc.detection``
-(pycocotools), exactly as a notebook user's run would go (doctor, records, train loop, export,
-prediction). Writes ``bench/output/detection_bccd-<backbone>-<size>/result.json``.
+Trains on ``ImageSets/Main/<--train-split>.txt`` (default ``trainval``, as the YOLOv8n side of
+``bench/detection_vs_yolo.py``), picks the checkpoint by validation mAP50-95 on ``val.txt`` and
+scores the exported model on ``test.txt`` with the QC command (``python -m helpers.qc detection``,
+pycocotools), exactly as a notebook user's run would go (doctor, records, train loop, export,
+prediction). Writes ``bench/output/detection_bccd-<backbone>-<size>/<time>/result.json``.
 
-    .venv/bin/python bench/detection_bccd.py --epochs 40 --image-size 384 --backbone spinenet49_mobile
+    .venv/bin/python bench/detection_bccd.py --epochs 14 --image-size 384 --backbone spinenet49_mobile
     .venv/bin/python bench/detection_bccd.py --smoke      # seconds-long check that the script runs
 
 The BCCD folder defaults to ../shared/data/bccd (PASCAL VOC layout: Annotations/, JPEGImages/, ImageSets/Main/).
@@ -25,16 +26,15 @@ import time
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
+sys.path.insert(0, str(REPOSITORY_ROOT / "bench"))
 
-
-def stems(bccd: pathlib.Path, split: str) -> list[str]:
-    """Image stems listed in ``ImageSets/Main/<split>.txt``."""
-    return (bccd / "ImageSets" / "Main" / f"{split}.txt").read_text(encoding="utf-8").split()
+from bccd import DEFAULT_BCCD, link_split, score_with_qc, stems, summary  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bccd", default=str(REPOSITORY_ROOT.parent / "shared" / "data" / "bccd"))
+    parser.add_argument("--bccd", default=str(DEFAULT_BCCD))
+    parser.add_argument("--train-split", default="trainval", choices=["train", "trainval"])
     parser.add_argument("--backbone", default="spinenet49_mobile")
     parser.add_argument("--image-size", type=int, default=384)
     parser.add_argument("--epochs", type=int, default=40)
@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     from helpers import doctor, history, runs
     from helpers.detection import export, predict, train
     from helpers.detection.config import DetectionConfig
-    from helpers.qc import detection as detection_qc
 
     bccd = pathlib.Path(arguments.bccd)
     if not bccd.is_dir():
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         learning_rate=arguments.learning_rate, steps_per_epoch=2 if arguments.smoke else 0)
     dataset = doctor.load_detection_dataset(config.images_dir, config.annotations_dir, progress=False)
     by_stem = {item.stem: item for item in dataset.items}
-    train_items = [by_stem[stem] for stem in stems(bccd, "train") if stem in by_stem]
+    train_items = [by_stem[stem] for stem in stems(bccd, arguments.train_split) if stem in by_stem]
     validation_items = [by_stem[stem] for stem in stems(bccd, "val") if stem in by_stem]
     test_stems = stems(bccd, "test")
     if arguments.smoke:
@@ -77,26 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     training_seconds = time.perf_counter() - started
     export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
 
-    test_images = output / "test_images"  # links, so predict_folder sees exactly the test split
-    test_images.mkdir()
-    for stem in test_stems:
-        (test_images / f"{stem}.jpg").symlink_to(bccd / "JPEGImages" / f"{stem}.jpg")
+    test_images, test_annotations = link_split(bccd, test_stems, output / "test")
     prediction = predict.predict_folder(run.root, test_images, output / "test_predictions", progress=False,
                                         score_threshold=0.05)
-    ground_truth = {name: annotation for name, annotation in
-                    detection_qc.load_ground_truth(bccd / "Annotations").items() if pathlib.Path(name).stem in test_stems}
-    evaluation = detection_qc.evaluate_detection(ground_truth, prediction.detections, classes=dataset.classes,
-                                                 score_threshold=0.3)
+    evaluation = summary(score_with_qc(prediction.csv_path, test_annotations, test_images))
     report = {
         "benchmark": "detection_bccd", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
         "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(), "config": dataclasses.asdict(config),
-        "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
+        "train_split": arguments.train_split, "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
         "epochs": result.epochs_completed, "best_epoch": result.best_epoch, "training_seconds": round(training_seconds, 1),
         "seconds_per_epoch_median": statistics.median(row["epoch_seconds"] for row in
                                                       history.read_history(run.history_path)),
-        "test_map50": evaluation.map50, "test_map50_95": evaluation.map50_95, "test_map75": evaluation.map75,
-        "per_class": {name: {key: values[key] for key in ("ap50", "ap50_95")} for name, values in
-                      evaluation.per_class.items()},
+        "test_map50": evaluation["map50"], "test_map50_95": evaluation["map50_95"], "per_class": evaluation["per_class"],
         "validation_best": result.best_metrics, "predictions_csv": str(prediction.csv_path),
     }
     (output / "result.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")

@@ -1,0 +1,57 @@
+"""The parts of the benchmark scripts that could silently bias a figure: label conversion and parsing."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from helpers import demo_data, doctor
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import detection_vs_yolo  # noqa: E402
+import notebook_times  # noqa: E402
+
+
+@pytest.fixture
+def voc_layout(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A PASCAL VOC folder (BCCD's layout) over synthetic images: 6 trainval stems, 2 of them val."""
+    demo = demo_data.make_detection_demo(tmp_path / "demo", number_of_images=6, image_size=(160, 120))
+    voc = tmp_path / "voc"
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "JPEGImages").symlink_to(demo / "images")
+    (voc / "Annotations").symlink_to(demo / "annotations")
+    stems = sorted(path.stem for path in (demo / "annotations").glob("*.xml"))
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(stems) + "\n")
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("\n".join(stems[:2]) + "\n")
+    return voc
+
+
+def test_yolo_labels_are_the_doctors_boxes_in_the_same_class_order(voc_layout, tmp_path):
+    yaml_path = detection_vs_yolo.write_yolo_dataset(voc_layout, tmp_path / "yolo", "trainval")
+    dataset = doctor.load_detection_dataset(voc_layout / "JPEGImages", voc_layout / "Annotations", progress=False)
+    text = yaml_path.read_text()
+    for index, name in enumerate(dataset.classes):
+        assert f"  {index}: {name}" in text
+    for item in dataset.items:
+        lines = (tmp_path / "yolo" / "labels" / "trainval" / f"{item.stem}.txt").read_text().split("\n")
+        boxes = [line.split() for line in lines if line]
+        expected = dataset.usable_objects(item)
+        assert len(boxes) == len(expected) > 0
+        width, height = item.annotation.width, item.annotation.height
+        for (label, cx, cy, w, h), obj in zip(boxes, expected):
+            assert dataset.classes[int(label)] == obj.name
+            # Back to pixel corners: within the 6-decimal rounding of the label file.
+            assert (float(cx) - float(w) / 2) * width == pytest.approx(obj.xmin, abs=1e-3)
+            assert (float(cy) + float(h) / 2) * height == pytest.approx(obj.ymax, abs=1e-3)
+        assert (tmp_path / "yolo" / "images" / "trainval" / item.image_path.name).resolve() == item.image_path.resolve()
+    assert len(list((tmp_path / "yolo" / "labels" / "val").glob("*.txt"))) == 2
+
+
+def test_pytest_duration_lines_are_parsed():
+    match = notebook_times.DURATION_LINE.match("312.45s setup    tests/test_detection_notebook.py::test_x")
+    assert match.groups() == ("312.45", "setup", "tests/test_detection_notebook.py::test_x")
+    assert notebook_times.DURATION_LINE.match("(3 durations < 0.005s hidden.  Use -vv to show these durations.)") is None
