@@ -42,16 +42,11 @@ import time
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
+sys.path.insert(0, str(REPOSITORY_ROOT / "bench"))
+
+from from_scratch import class_folders  # noqa: E402  (one definition of the crops layout)
 
 DEFAULT_DATA = REPOSITORY_ROOT.parent / "shared" / "data" / "wbc_bccd_crops"
-
-
-def class_folders(data: pathlib.Path) -> pathlib.Path | None:
-    """The folder holding one subfolder per class: ``data/BCCD_cropped`` or ``data`` itself; None if absent."""
-    for candidate in (data / "BCCD_cropped", data):
-        if candidate.is_dir() and any(path.is_dir() for path in candidate.iterdir()):
-            return candidate
-    return None
 
 
 def choose_images(arguments: argparse.Namespace, work: pathlib.Path) -> tuple[pathlib.Path, str]:
