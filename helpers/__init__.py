@@ -4,4 +4,6 @@ Modules are imported lazily by the notebooks (``import helpers.voc``); importing
 package does not import TensorFlow.
 """
 
-__version__ = "0.1.0"
+# The one place the version is written: pyproject.toml reads it from here, the notebooks' install
+# cell is generated with it (tools/notebook_cells.py), and every report and config.yaml records it.
+__version__ = "0.2.0"

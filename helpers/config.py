@@ -138,8 +138,14 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_to_yaml(config: Any) -> str:
-    """The YAML text written to ``config.yaml`` and printed verbatim in reports."""
-    header = f"# {type(config).__name__}\n"
+    """The YAML text written to ``config.yaml`` and printed verbatim in reports.
+
+    Its comment header names the config class and the helpers version (with the git commit when
+    known) that wrote it; comments are not settings, so resuming compares only the values.
+    """
+    from helpers import environment  # local: environment is only needed for this header
+
+    header = f"# {type(config).__name__}\n# written by dl4cells-helpers {environment.helpers_version()}\n"
     return header + yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True)
 
 

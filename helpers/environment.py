@@ -8,8 +8,10 @@ package metadata (``importlib.metadata``), so asking for them never imports Tens
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
+import json
 import os
 import pathlib
 import platform
@@ -23,7 +25,7 @@ from helpers import errors
 DRIVE_MOUNT_POINT = pathlib.Path("/content/gdrive")
 DRIVE_FOLDER = DRIVE_MOUNT_POINT / "MyDrive"
 PACKAGE_NAME = "dl4cells-helpers"
-REQUIREMENTS_PATH = pathlib.Path(__file__).resolve().parents[1] / "requirements.txt"
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # Distribution names whose versions go into every report, in this order.
 REPORTED_PACKAGES = ("tensorflow", "tf-models-official", "tf-keras", "keras", "numpy", "pycocotools",
@@ -31,7 +33,18 @@ REPORTED_PACKAGES = ("tensorflow", "tf-models-official", "tf-keras", "keras", "n
 NOT_INSTALLED = "not installed"
 NO_GPU_MESSAGE = ("No GPU: training will be slow; on Colab choose Runtime > Change runtime type > GPU "
                   "(e.g. T4), then run the notebook again from the top.")
+NO_TENSORFLOW_MESSAGE = ("TensorFlow is not installed in this runtime (Colab's TPU runtime has none, and "
+                         "these notebooks cannot use a TPU): choose Runtime > Change runtime type > T4 GPU, "
+                         "then run the notebook again from the top.")
+RESTART_MESSAGE = "Runtime → Restart session, then run the notebook again from the top."
 NVIDIA_SMI_TIMEOUT_SECONDS = 15
+GIT_TIMEOUT_SECONDS = 10
+# Modules whose loaded copy must be the installed one: (import name, distributions that provide it).
+# After pip replaces a package that was already imported, Python keeps running the old copy.
+LOADED_MODULES = (("helpers", (PACKAGE_NAME,)), ("numpy", ("numpy",)), ("tensorflow", ("tensorflow",)), ("keras", ("keras",)),
+                  ("tf_keras", ("tf-keras",)),
+                  ("cv2", ("opencv-python-headless", "opencv-python", "opencv-contrib-python")),
+                  ("ipywidgets", ("ipywidgets",)), ("sklearn", ("scikit-learn",)))
 
 
 def in_colab() -> bool:
@@ -105,28 +118,48 @@ def _tensorflow_gpus() -> list[str] | None:
     if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is None:
         return None
     try:
-        import tensorflow as tf  # local: only needed when nvidia-smi cannot answer
+        import tensorflow as tf  # local: the GPU check is the first cell that needs it
     except ImportError:
         return None  # a broken install is reported by the installation check, not here
     return [device.name for device in tf.config.list_physical_devices("GPU")]
 
 
+def gpu_status(nvidia_gpus: list[tuple[str, str]] | None, tensorflow_gpus: list[str] | None) -> GpuStatus:
+    """What to tell the user, from what ``nvidia-smi`` and TensorFlow each see.
+
+    TensorFlow decides: a GPU that ``nvidia-smi`` lists but TensorFlow cannot use (a CUDA or
+    driver mismatch, a runtime whose TensorFlow was replaced) trains nothing faster.
+
+    Args:
+        nvidia_gpus: ``[(name, memory), ...]`` from ``nvidia-smi``, or None when it is absent or failed.
+        tensorflow_gpus: TensorFlow's GPU device names, or None when TensorFlow is not installed.
+    """
+    if tensorflow_gpus is None:
+        return GpuStatus(False, None, NO_TENSORFLOW_MESSAGE)
+    if tensorflow_gpus:
+        if nvidia_gpus:
+            name, memory = nvidia_gpus[0]
+            extra = f" (+{len(nvidia_gpus) - 1} more)" if len(nvidia_gpus) > 1 else ""
+            memory_text = f", {memory}" if memory else ""
+            return GpuStatus(True, name, f"GPU available: {name}{memory_text}{extra}.")
+        return GpuStatus(True, tensorflow_gpus[0], f"GPU available to TensorFlow: {tensorflow_gpus[0]}.")
+    if nvidia_gpus:
+        name = nvidia_gpus[0][0]
+        return GpuStatus(False, None, f"nvidia-smi sees a GPU ({name}) but TensorFlow cannot use it, so training "
+                                      f"would run on the CPU. Choose {RESTART_MESSAGE} If this message comes "
+                                      f"back, choose Runtime > Disconnect and delete runtime, then run the notebook "
+                                      f"again from the top.")
+    return GpuStatus(False, None, NO_GPU_MESSAGE)
+
+
 def gpu_check() -> GpuStatus:
-    """Find a GPU: ``nvidia-smi`` first; else TensorFlow's device list (imported only if installed).
+    """Find a GPU that TensorFlow can use (``nvidia-smi`` adds its name and memory).
 
     Returns:
-        The status; ``message`` says which GPU, or that training will be slow and how to get one.
+        The status; ``message`` says which GPU, or what to do without one (no GPU, a GPU that
+        TensorFlow cannot use, or no TensorFlow at all, as on Colab's TPU runtime).
     """
-    gpus = _nvidia_smi_gpus()
-    if gpus:
-        name, memory = gpus[0]
-        extra = f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else ""
-        memory_text = f", {memory}" if memory else ""
-        return GpuStatus(True, name, f"GPU available: {name}{memory_text}{extra}.")
-    tensorflow_gpus = _tensorflow_gpus()
-    if tensorflow_gpus:
-        return GpuStatus(True, tensorflow_gpus[0], f"GPU available to TensorFlow: {tensorflow_gpus[0]}.")
-    return GpuStatus(False, None, NO_GPU_MESSAGE)
+    return gpu_status(_nvidia_smi_gpus(), _tensorflow_gpus())
 
 
 def _installed_version(distribution: str) -> str | None:
@@ -168,16 +201,64 @@ def _gpu_driver_version() -> str | None:
     return lines[0] if completed.returncode == 0 and lines else None
 
 
+def _git_commit(folder: pathlib.Path) -> str | None:
+    """``git describe --always --dirty`` of the checkout ``folder`` (e.g. ``"c56a54f-dirty"``), or None."""
+    executable = shutil.which("git")
+    if executable is None or not (folder / ".git").exists():
+        return None
+    try:
+        completed = subprocess.run([executable, "-C", str(folder), "describe", "--always", "--dirty", "--abbrev=12"],
+                                   capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return completed.stdout.strip() or None if completed.returncode == 0 else None
+
+
+def _direct_url() -> dict:
+    """The PEP 610 ``direct_url.json`` pip wrote when it installed the helpers from git or a folder, or {}."""
+    try:
+        text = importlib.metadata.distribution(PACKAGE_NAME).read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+@functools.lru_cache(maxsize=1)
+def helpers_version() -> str:
+    """The helpers' own version for reports and ``config.yaml``, with the git commit when known.
+
+    Returns:
+        e.g. ``"0.2.0 (git 1f2e3d4c5b6a, github.com/my-lab/dl4cells)"`` when pip installed it from
+        git, ``"0.2.0 (git c56a54f0a1b2-dirty)"`` for a checkout (``-dirty``: uncommitted changes),
+        or ``"0.2.0"``.
+    """
+    version = _installed_version(PACKAGE_NAME)
+    if version is None:
+        import helpers  # local: the package imports this module
+
+        version = f"{helpers.__version__} (not installed)"
+    vcs = _direct_url().get("vcs_info", {})
+    if vcs.get("commit_id"):
+        source = re.sub(r"^git\+|^https?://|\.git$", "", _direct_url().get("url", ""))
+        return f"{version} (git {vcs['commit_id'][:12]}{', ' + source if source else ''})"
+    commit = _git_commit(REPOSITORY_ROOT)
+    return f"{version} (git {commit})" if commit else version
+
+
 def versions() -> dict[str, str]:
-    """Versions of Python, the platform and the packages results depend on, for the reports.
+    """Versions of Python, the platform, the helpers and the packages results depend on, for the reports.
 
     Read from package metadata: TensorFlow is not imported. Packages that are missing read
     ``"not installed"``. ``"cuda (tensorflow build)"`` and ``"gpu driver"`` appear only where known.
 
     Returns:
-        ``{"python": "3.11.7", "platform": "Linux-...", "tensorflow": "2.20.0", ...}``.
+        ``{"python": "3.13.0", "platform": "Linux-...", "dl4cells-helpers": "0.2.0 (git ...)",
+        "tensorflow": "2.20.0", ...}``.
     """
-    result = {"python": platform.python_version(), "platform": platform.platform()}
+    result = {"python": platform.python_version(), "platform": platform.platform(), PACKAGE_NAME: helpers_version()}
     for distribution in REPORTED_PACKAGES:
         result[distribution] = _installed_version(distribution) or NOT_INSTALLED
     cuda = _tensorflow_cuda_version()
@@ -190,32 +271,32 @@ def versions() -> dict[str, str]:
 
 
 def _requirement_lines(requirements_path: str | pathlib.Path | None) -> list[str] | None:
-    """Requirement strings from a requirements file, or from the installed package's metadata."""
-    path = pathlib.Path(requirements_path) if requirements_path is not None else REQUIREMENTS_PATH
-    if path.is_file():
-        lines = []
-        for raw_line in path.read_text(encoding="utf-8").splitlines():
-            line = raw_line.split(" #", 1)[0].strip()
-            if line and not line.startswith(("#", "-")):  # options such as -r / --index-url are not packages
-                lines.append(line)
-        return lines
-    if requirements_path is not None:
-        raise errors.ConfigError(f"{path}: requirements file not found. Give the path of requirements.txt.")
-    try:
-        return list(importlib.metadata.requires(PACKAGE_NAME) or [])
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    """Requirement strings of a requirements file, or of the installed helpers' metadata (None if not installed)."""
+    if requirements_path is None:
+        try:
+            return list(importlib.metadata.requires(PACKAGE_NAME) or [])
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    path = pathlib.Path(requirements_path)
+    if not path.is_file():
+        raise errors.ConfigError(f"{path}: requirements file not found. Give the path of a requirements file.")
+    lines = []
+    for raw_line in path.read_text(encoding="utf-8").splitlines():
+        line = raw_line.split(" #", 1)[0].strip()
+        if line and not line.startswith(("#", "-")):  # options such as -r / --index-url are not packages
+            lines.append(line)
+    return lines
 
 
 def check_requirements(requirements_path: str | pathlib.Path | None = None) -> list[str]:
-    """Compare installed versions with the tested ones (``requirements.txt``).
+    """Compare installed versions with the ranges the helpers declare (``pyproject.toml``).
 
     Args:
-        requirements_path: a requirements file; default: ``requirements.txt`` at the repository
-            root, or, for a pip-installed package, the requirements recorded in its metadata.
+        requirements_path: a requirements file to check instead; default: the installed helpers'
+            own requirements (their metadata; optional extras such as ``[test]`` are left out).
 
     Returns:
-        One plain line per mismatch, e.g. ``"numpy 2.4.0 installed, tested with numpy>=1.26,<2.4"``;
+        One plain line per mismatch, e.g. ``"numpy 2.4.0 installed, tested with numpy<2.4,>=1.26"``;
         empty when everything matches.
     """
     from packaging import requirements as packaging_requirements  # local: only this function needs it
@@ -223,8 +304,8 @@ def check_requirements(requirements_path: str | pathlib.Path | None = None) -> l
 
     lines = _requirement_lines(requirements_path)
     if lines is None:
-        return [f"requirements.txt not found next to the helpers package and {PACKAGE_NAME} is not "
-                f"installed: the installed versions could not be checked."]
+        return [f"{PACKAGE_NAME} is not installed (pip install it, or run `make install` in a checkout): "
+                f"the installed versions could not be checked."]
     problems = []
     for line in lines:
         try:
@@ -246,3 +327,87 @@ def check_requirements(requirements_path: str | pathlib.Path | None = None) -> l
             if not matches:
                 problems.append(f"{requirement.name} {installed} installed, tested with {tested}")
     return problems
+
+
+def _same_release(module_version: str, distribution_version: str) -> bool:
+    """True when a module's ``__version__`` is its distribution's version (cv2 says "4.10.0" for "4.10.0.84")."""
+    from packaging import version as packaging_version  # local: only the installation check needs it
+
+    try:
+        module_release = packaging_version.Version(module_version).release
+        distribution_release = packaging_version.Version(distribution_version).release
+    except packaging_version.InvalidVersion:
+        return module_version == distribution_version
+    return distribution_release[:len(module_release)] == module_release
+
+
+def stale_modules(modules=LOADED_MODULES) -> list[str]:
+    """Imported modules whose running copy is not the installed one (pip replaced it after the import).
+
+    Args:
+        modules: ``((import name, (distribution, ...)), ...)``; default ``LOADED_MODULES``.
+
+    Returns:
+        One line per stale module, e.g. ``"numpy 2.1.3 is loaded, 2.0.2 is installed"``; modules
+        not imported yet, or without a ``__version__``, are never stale.
+    """
+    lines = []
+    for module_name, distributions in modules:
+        module = sys.modules.get(module_name)
+        loaded = getattr(module, "__version__", None) if module is not None else None
+        if not isinstance(loaded, str):
+            continue
+        installed = [version for version in map(_installed_version, distributions) if version]
+        if installed and not any(_same_release(loaded, version) for version in installed):
+            lines.append(f"{module_name} {loaded} is loaded, {' / '.join(installed)} is installed")
+    return lines
+
+
+def normalised_name(name: str) -> str:
+    """A distribution name as pip compares it (PEP 503): lower case, runs of ``-_.`` as one ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_distributions() -> dict[str, str]:
+    """``{normalised distribution name: version}`` of everything installed (what the install cell records)."""
+    result = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name:
+            result[normalised_name(name)] = distribution.version
+    return result
+
+
+def changed_distributions(before: dict[str, str], after: dict[str, str]) -> dict[str, tuple[str, str | None]]:
+    """Distributions present ``before`` an install whose version differs ``after`` it (None: removed).
+
+    Both dicts map names (any spelling) to versions; names are compared as pip compares them.
+    """
+    after_normalised = {normalised_name(name): version for name, version in after.items()}
+    changed = {}
+    for name, version in before.items():
+        now = after_normalised.get(normalised_name(name))
+        if now != version:
+            changed[normalised_name(name)] = (version, now)
+    return changed
+
+
+def install_changes_message(changed: dict[str, tuple[str, str | None]]) -> str | None:
+    """Plain words for a user whose runtime's own packages the install replaced, or None when none were.
+
+    Colab's older runtime versions (e.g. 2026.04: Python 3.12, TensorFlow 2.19) are still offered;
+    the helpers need TensorFlow 2.20, so there pip replaces TensorFlow and a few of its companions.
+    That works, but it is not the tested set. (Modules imported before the change are caught by
+    ``stale_modules``, which asks for a restart.)
+    """
+    if not changed:
+        return None
+    listed = ", ".join(f"{name} {before} → {after or 'removed'}" for name, (before, after) in sorted(changed.items()))
+    tensorflow = changed.get("tensorflow")
+    if tensorflow is not None:
+        return (f"This runtime came with TensorFlow {tensorflow[0]}; the helpers need {tensorflow[1]}, so installing "
+                f"them replaced {len(changed)} of the runtime's packages ({listed}). This is what happens on "
+                f"Colab's older runtime versions: for the tested versions choose Runtime → Change runtime type → "
+                f"Runtime version: Latest, then run the notebook again from the top. You may also go on here.")
+    return (f"Installing the helpers replaced {len(changed)} of this runtime's packages ({listed}); the "
+            f"notebook uses the new versions.")

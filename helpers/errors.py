@@ -24,3 +24,7 @@ class DownloadError(HelpersError, RuntimeError):
 
 class ModelError(HelpersError, ValueError):
     """A model folder, checkpoint or backbone choice cannot be used as given."""
+
+
+class RuntimeProblem(HelpersError, RuntimeError):
+    """The runtime cannot run the notebook as it is (wrong Colab runtime type, modules to reload)."""

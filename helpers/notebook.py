@@ -9,25 +9,54 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from helpers import environment
+from helpers import environment, errors
 
 
-def check_installation() -> list[str]:
-    """Print the versions in use and any installed package that does not match requirements.txt.
+def check_installation(preinstalled: dict[str, str] | None = None, expected_version: str | None = None) -> list[str]:
+    """Print the versions in use and everything about the installation that needs the user's action.
+
+    Args:
+        preinstalled: ``{distribution: version}`` recorded by the install cell before pip ran
+            (None: not recorded); used to say which of the runtime's own packages pip replaced and
+            to recognise Colab's TPU runtime, which comes without TensorFlow.
+        expected_version: the helpers version this notebook was written for.
 
     Returns:
-        The problems found (empty when everything matches).
+        The problems found (empty when everything matches the tested ranges).
+
+    Raises:
+        RuntimeProblem: a module already imported is not the installed version (the session must be
+            restarted), or this is a Colab runtime without TensorFlow (choose a GPU runtime).
     """
     versions = environment.versions()
+    print(f"DL4Cells helpers {versions[environment.PACKAGE_NAME]}")
     print("Versions in use: " + ", ".join(f"{name} {version}" for name, version in versions.items()
-                                          if name in ("python", "tensorflow", "tf-models-official", "numpy")))
-    problems = environment.check_requirements()
+                                          if name in ("python", "tensorflow", "tf-models-official", "keras", "numpy")))
+    if preinstalled is not None and environment.in_colab() and not any(
+            environment.normalised_name(name) == "tensorflow" for name in preinstalled):
+        raise errors.RuntimeProblem(environment.NO_TENSORFLOW_MESSAGE)
+    problems = []
+    installed_version = versions[environment.PACKAGE_NAME].split(" ", 1)[0]
+    if expected_version is not None and installed_version != expected_version:
+        problems.append(f"dl4cells-helpers {installed_version} installed, this notebook was written for "
+                        f"{expected_version}: open the notebook of that version, or check helpers_source in 1.1")
+    if preinstalled is not None:
+        changed = environment.changed_distributions(preinstalled, environment.installed_distributions())
+        changed.pop(environment.PACKAGE_NAME, None)
+        message = environment.install_changes_message(changed)
+        if message:
+            print(message)
+    stale = environment.stale_modules()
+    if stale:
+        raise errors.RuntimeProblem(f"Some packages were replaced after they were imported ({'; '.join(stale)}): "
+                                    f"choose {environment.RESTART_MESSAGE}")
+    problems += environment.check_requirements()
     if problems:
         print("Some installed versions differ from the tested ones:")
         for problem in problems:
             print(f"  - {problem}")
         if environment.in_colab():
-            print("Choose Runtime → Restart session, then run the notebook again from the top.")
+            print(f"Choose {environment.RESTART_MESSAGE}")
     else:
         print("All packages match the tested versions.")
     return problems

@@ -61,3 +61,22 @@ def http_server(tmp_path):
     server = LocalHttpServer(root)
     yield server
     server.close()
+
+
+def pytest_report_header(config):
+    """The environment the tests (and the notebooks they execute) run in, at the top of every run's log."""
+    import importlib.metadata
+    import platform
+
+    names = ("tensorflow", "keras", "tf-keras", "numpy", "ipywidgets", "ipython", "ipykernel", "scikit-learn",
+             "tf-models-official", "dl4cells-helpers")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    constraints = REPOSITORY_ROOT / "constraints" / "colab-gpu.txt"
+    source = constraints.read_text(encoding="utf-8").splitlines()[1].lstrip("# ") if constraints.is_file() else "none"
+    return [f"environment: Python {platform.python_version()}, " + ", ".join(found),
+            f"constraints/colab-gpu.txt: {source}"]

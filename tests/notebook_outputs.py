@@ -22,3 +22,10 @@ def qc_command_metrics(task: str, qc_folder: pathlib.Path, *options: str) -> tup
          "--predictions", str(qc_folder / "predictions.csv"), *options, "--json"],
         cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True)
     return json.loads(completed.stdout), json.loads((qc_folder / "metrics.json").read_text(encoding="utf-8"))
+
+
+def nbval_lax(executed_notebook: pathlib.Path) -> subprocess.CompletedProcess:
+    """Run the executed notebook again under ``pytest --nbval-lax`` in this environment (cells must not fail)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "--nbval-current-env", str(executed_notebook)],
+                          cwd=executed_notebook.parent, capture_output=True, text=True)

@@ -15,7 +15,7 @@ import pytest
 from helpers import demo, history
 from helpers.classification import demo_data
 from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
-from tests.notebook_outputs import pdf_text, qc_command_metrics
+from tests.notebook_outputs import nbval_lax, pdf_text, qc_command_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +64,7 @@ def test_training_report_has_config_and_metrics(executed):
     assert "ClassificationConfig" in text and "batch_size: 16" in text and "image_size: 64" in text
     assert "balanced accuracy" in text and "Methods" in text
     assert "MobileNetV3Small" in text and "trained from scratch" in text
+    assert "dl4cells-helpers" in text and "0.2.0" in text  # the helpers' own version, with the git commit
 
 
 def test_qc_report_has_metrics_and_their_meaning(executed):
@@ -99,3 +100,8 @@ def test_qc_command_json_matches_the_notebook_qc(executed):
     assert metrics["balanced_accuracy"] == pytest.approx(saved["balanced_accuracy"])
     test_images = [path for path in executed["test"].rglob("*") if path.suffix.lower() in (".jpg", ".png")]
     assert sum(map(sum, metrics["confusion_matrix"])) == len(test_images)
+
+
+def test_executed_notebook_passes_nbval_lax(executed):
+    completed = nbval_lax(executed["notebook"])
+    assert completed.returncode == 0, completed.stdout[-3000:]

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from helpers import config, errors, runs
+from helpers import config, environment, errors, runs
 from helpers.detection.config import DetectionConfig
 
 
@@ -43,7 +43,9 @@ def test_unknown_preset_is_refused():
 def test_yaml_round_trip(tmp_path):
     original = make_config(learning_rate=3e-4, random_flip="false")
     path = config.save_config(original, tmp_path / "config.yaml")
-    assert path.read_text(encoding="utf-8").startswith("# DetectionConfig")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# DetectionConfig\n# written by dl4cells-helpers ")
+    assert environment.helpers_version() in text.splitlines()[1]
     assert config.load_config(DetectionConfig, path) == original
     assert original.random_flip is False
 

@@ -47,22 +47,80 @@ def test_check_requirements_lists_each_mismatch_in_plain_words(tmp_path):
     ]
 
 
-def test_check_requirements_defaults_to_the_repository_file():
-    assert environment.REQUIREMENTS_PATH == REPOSITORY_ROOT / "requirements.txt"
-    assert environment.check_requirements() == environment.check_requirements(REPOSITORY_ROOT / "requirements.txt")
+def test_check_requirements_defaults_to_the_installed_helpers_metadata():
+    """The ranges come from pyproject.toml (via the installed metadata); the [test] extra is left out."""
+    declared = importlib.metadata.requires("dl4cells-helpers")
+    assert any(line.startswith("tensorflow") for line in declared)
+    assert any("extra ==" in line and line.startswith("pytest") for line in declared)
+    assert environment.check_requirements() == []
 
 
-def test_check_requirements_falls_back_to_package_metadata(monkeypatch, tmp_path):
-    monkeypatch.setattr(environment, "REQUIREMENTS_PATH", tmp_path / "absent.txt")
+def test_check_requirements_leaves_out_extras_and_reports_mismatches(monkeypatch):
     monkeypatch.setattr(environment.importlib.metadata, "requires",
-                        lambda name: ["numpy<1.0", 'pytest; extra == "test"'] if name == "dl4cells-helpers" else None)
+                        lambda name: ["numpy<1.0", 'pytest<1; extra == "test"'] if name == "dl4cells-helpers" else None)
     assert environment.check_requirements() == [
         f"numpy {importlib.metadata.version('numpy')} installed, tested with numpy<1.0"]
+
+
+def test_check_requirements_when_the_helpers_are_not_installed(monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(environment.importlib.metadata, "requires", not_installed)
+    assert environment.check_requirements() == [
+        "dl4cells-helpers is not installed (pip install it, or run `make install` in a checkout): "
+        "the installed versions could not be checked."]
 
 
 def test_an_explicit_missing_requirements_file_is_a_config_error(tmp_path):
     with pytest.raises(errors.ConfigError, match="absent.txt: requirements file not found"):
         environment.check_requirements(tmp_path / "absent.txt")
+
+
+def test_helpers_version_names_the_version_and_the_commit():
+    import helpers
+
+    text = environment.helpers_version()
+    assert text.startswith(f"{helpers.__version__} ") or text == helpers.__version__
+    assert helpers.__version__ == importlib.metadata.version("dl4cells-helpers")
+    if (REPOSITORY_ROOT / ".git").exists():
+        commit = subprocess.run(["git", "-C", str(REPOSITORY_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        assert f"(git {commit[:12]}" in text
+    assert environment.versions()["dl4cells-helpers"] == text
+
+
+def test_helpers_version_of_a_git_install_reads_pips_record(monkeypatch):
+    environment.helpers_version.cache_clear()
+    monkeypatch.setattr(environment, "_direct_url", lambda: {
+        "url": "https://github.com/my-lab/dl4cells.git",
+        "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0123", "requested_revision": "main"}})
+    try:
+        assert environment.helpers_version().endswith("(git 0123456789ab, github.com/my-lab/dl4cells)")
+    finally:
+        environment.helpers_version.cache_clear()
+
+
+def test_stale_modules_name_a_module_replaced_after_its_import(monkeypatch):
+    numpy_version = importlib.metadata.version("numpy")
+    monkeypatch.setitem(sys.modules, "fake_numpy_copy", types.SimpleNamespace(__version__="1.0.0"))
+    monkeypatch.setitem(sys.modules, "fake_cv2", types.SimpleNamespace(__version__="5.0.0"))
+    modules = (("fake_numpy_copy", ("numpy",)), ("fake_cv2", ("opencv-python-headless",)),
+               ("not_imported_module", ("numpy",)))
+    monkeypatch.setattr(environment, "_installed_version",
+                        lambda name: {"numpy": numpy_version, "opencv-python-headless": "5.0.0.93"}.get(name))
+    assert environment.stale_modules(modules) == [f"fake_numpy_copy 1.0.0 is loaded, {numpy_version} is installed"]
+    assert environment.stale_modules() == []  # this test process runs what is installed
+
+
+def test_changed_distributions_compare_names_as_pip_does():
+    before = {"tensorflow": "2.19.0", "tf_keras": "2.19.0", "numpy": "2.0.2", "Send2Trash": "1.8.3"}
+    after = {"tensorflow": "2.20.0", "tf-keras": "2.20.1", "numpy": "2.0.2", "tf-models-official": "2.20.0"}
+    assert environment.changed_distributions(before, after) == {
+        "tensorflow": ("2.19.0", "2.20.0"), "tf-keras": ("2.19.0", "2.20.1"), "send2trash": ("1.8.3", None)}
+    assert environment.install_changes_message({}) is None
+    other = environment.install_changes_message({"protobuf": ("4.25.0", "5.29.6")})
+    assert "replaced 1 of this runtime's packages (protobuf 4.25.0 → 5.29.6)" in other
 
 
 def test_gpu_check_gives_a_plain_message():
@@ -88,10 +146,32 @@ def test_gpu_check_and_versions_read_nvidia_smi(tmp_path, monkeypatch):
                               '  *) exit 2 ;;\n'
                               'esac')
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(environment, "_tensorflow_gpus", lambda: ["/physical_device:GPU:0"])
     status = environment.gpu_check()
     assert (status.available, status.name) == (True, "Tesla T4")
     assert status.message == "GPU available: Tesla T4, 15360 MiB."
     assert environment.versions()["gpu driver"] == "535.104.05"
+
+
+def test_a_gpu_that_tensorflow_cannot_use_is_not_available(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, 'echo "Tesla T4, 15360 MiB"')
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(environment, "_tensorflow_gpus", lambda: [])
+    status = environment.gpu_check()
+    assert (status.available, status.name) == (False, None)
+    assert status.message.startswith("nvidia-smi sees a GPU (Tesla T4) but TensorFlow cannot use it")
+    assert "Runtime → Restart session" in status.message and "Disconnect and delete runtime" in status.message
+
+
+def test_without_tensorflow_the_gpu_check_names_the_runtime_to_choose(monkeypatch):
+    status = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=None)
+    assert (status.available, status.message) == (False, environment.NO_TENSORFLOW_MESSAGE)
+    assert "TPU runtime" in status.message and "T4 GPU" in status.message
+
+
+def test_a_gpu_only_tensorflow_sees_is_named():
+    status = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=["/physical_device:GPU:0"])
+    assert (status.available, status.name) == (True, "/physical_device:GPU:0")
 
 
 def test_a_failing_nvidia_smi_and_no_tensorflow_gpu_means_no_gpu(tmp_path, monkeypatch):
@@ -132,3 +212,44 @@ def test_prepare_storage_mounts_drive_on_colab(tmp_path, monkeypatch):
     assert environment.prepare_storage() == tmp_path / "MyDrive"
     assert mounted == ["/content/gdrive"]
     assert environment.prepare_storage() == tmp_path / "MyDrive" and len(mounted) == 1, "mounted once"
+
+
+def test_installation_check_on_colabs_tpu_runtime_says_which_runtime_to_choose(monkeypatch):
+    from helpers import notebook
+
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-tpu")
+    tpu_runtime = {"jax": "0.7.2", "numpy": "2.1.3"}  # Colab's TPU freeze has no TensorFlow
+    with pytest.raises(errors.RuntimeProblem, match="TensorFlow is not installed in this runtime.*T4 GPU"):
+        notebook.check_installation(tpu_runtime, expected_version=importlib.metadata.version("dl4cells-helpers"))
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert notebook.check_installation(tpu_runtime) == []  # elsewhere pip installs TensorFlow: nothing to say
+
+
+def test_installation_check_on_the_older_colab_runtime_lists_what_pip_replaced(monkeypatch, capsys):
+    from helpers import notebook
+
+    older = {"tensorflow": "2.19.0", "tf-keras": "2.19.0", "tensorboard": "2.19.0", "dl4cells-helpers": "0.1.0",
+             "numpy": importlib.metadata.version("numpy")}
+    notebook.check_installation(older)
+    out = capsys.readouterr().out
+    assert "DL4Cells helpers 0.2.0" in out
+    assert "This runtime came with TensorFlow 2.19.0" in out and "Runtime version: Latest" in out
+    assert "dl4cells-helpers 0.1.0" not in out  # our own upgrade is the point of the install, not news
+    assert "All packages match the tested versions." in out
+
+
+def test_installation_check_asks_for_a_restart_when_an_imported_module_was_replaced(monkeypatch):
+    from helpers import notebook
+
+    monkeypatch.setattr(environment, "stale_modules", lambda: ["numpy 2.0.2 is loaded, 2.1.3 is installed"])
+    with pytest.raises(errors.RuntimeProblem, match=r"numpy 2.0.2 is loaded.*Runtime → Restart session"):
+        notebook.check_installation({})
+
+
+def test_installation_check_names_a_helpers_version_other_than_the_notebooks(capsys):
+    from helpers import notebook
+
+    problems = notebook.check_installation(expected_version="9.9.9")
+    assert len(problems) == 1 and "this notebook was written for 9.9.9" in problems[0]
+    assert "Some installed versions differ" in capsys.readouterr().out

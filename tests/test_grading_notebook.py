@@ -17,7 +17,7 @@ import pytest
 from helpers import demo, history
 from helpers.grading import demo_data
 from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
-from tests.notebook_outputs import pdf_text, qc_command_metrics
+from tests.notebook_outputs import nbval_lax, pdf_text, qc_command_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +126,8 @@ def test_qc_command_json_matches_the_notebook_qc(executed):
     assert metrics["referable"]["sensitivity"] == pytest.approx(saved["referable"]["sensitivity"])
     test_images = list(executed["folders"]["test"][0].iterdir())
     assert sum(map(sum, metrics["confusion_matrix"])) == len(test_images)
+
+
+def test_executed_notebook_passes_nbval_lax(executed):
+    completed = nbval_lax(executed["notebook"])
+    assert completed.returncode == 0, completed.stdout[-3000:]

@@ -6,7 +6,7 @@ keeps a reviewable plain-text copy of every cell. Run: .venv/bin/python tools/bu
 
 import pathlib
 
-from notebook_cells import code, markdown, save
+from notebook_cells import code, markdown, run_folder_form, save, setup_cells
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -73,46 +73,9 @@ Test_images = "" #@param {type:"string"}
 Test_annotations = "" #@param {type:"string"}
 #@markdown **New images to detect cells in** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-#@markdown **Where to keep the model**: the run folder is `model_path/model_name`; use the same name again to resume.
-model_path = "/content/gdrive/MyDrive/DL4Cells_models" #@param {type:"string"}
-model_name = "cells_retinanet" #@param {type:"string"}
-preset = "default" #@param ["default", "quick"]
-number_of_epochs = None #@param {type:"raw"}
-#@markdown **Where the helpers are installed from** (leave as it is):
-helpers_source = "git+https://github.com/dl4cells/dl4cells@main" #@param {type:"string"}
-""", tags=("parameters",))
+""" + run_folder_form("cells_retinanet"), tags=("parameters",))
 
-markdown("""
-### 1.2 Install and check
-Installs the pinned versions of TensorFlow, the Model Garden and the helpers (a few minutes on
-Colab; skipped when they are already installed) and checks them. If it says the runtime must be
-restarted, choose *Runtime → Restart session* and run the notebook again from the top.
-""")
-
-code("""
-#@title 1.2 Install and check the versions
-import importlib.util
-if importlib.util.find_spec("helpers") is None:
-    !pip install --quiet "{helpers_source}"
-import helpers.notebook as notebook
-installation_problems = notebook.check_installation()
-""")
-
-code("""
-#@title 1.3 Is there a GPU?
-gpu = notebook.check_gpu()
-""")
-
-markdown("""
-## 2. Google Drive
-On Colab this connects your Google Drive (a window asks for permission) so that the notebook can
-read your images and save the run folder there; anywhere else it uses the local folders you typed.
-""")
-
-code("""
-#@title 2. Connect Google Drive
-storage = notebook.connect_storage()
-""")
+setup_cells()
 
 markdown("""
 ## 3. Data, split, augmentation and backbone

@@ -13,8 +13,15 @@ install, GPU and Google Drive cells of sections 1.2 to 2) are written by ``run_f
 
 import hashlib
 import pathlib
+import re
 
 import nbformat
+
+import repository
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HELPERS_VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "helpers" / "__init__.py").read_text(encoding="utf-8"),
+                            re.M).group(1)
 
 CELLS = []
 
@@ -65,30 +72,38 @@ model_path = "/content/gdrive/MyDrive/DL4Cells_models" #@param {{type:"string"}}
 model_name = "{model_name}" #@param {{type:"string"}}
 preset = "default" #@param ["default", "quick"]
 number_of_epochs = None #@param {{type:"raw"}}
-#@markdown **Where the helpers are installed from** (leave as it is):
-helpers_source = "git+https://github.com/dl4cells/dl4cells@main" #@param {{type:"string"}}
+#@markdown **Where the helpers are installed from** (leave as it is; the README says how a lab uses its own copy):
+helpers_source = "{repository.install_source()}" #@param {{type:"string"}}
 """
 
 
 def setup_cells():
-    """Append sections 1.2 (install and check), 1.3 (GPU) and 2 (Google Drive)."""
+    """Append sections 1.2 (install and check), 1.3 (GPU) and 2 (Google Drive).
+
+    The install cell runs pip only when this notebook's version of the helpers is not the one
+    installed (not merely when some module called ``helpers`` can be imported), and keeps pip's
+    output visible: Colab's "Restart session" prompt reacts to it. It records the runtime's
+    packages before pip runs, so that ``check_installation`` can say which of them pip replaced.
+    """
     markdown("""
 ### 1.2 Install and check
-Installs the pinned versions of TensorFlow, Keras and the helpers (a few minutes on Colab; skipped
-when they are already installed) and checks them. If it says the runtime must be restarted, choose
-*Runtime → Restart session* and run the notebook again from the top.
+Installs the helpers and what they need (a few minutes on Colab; skipped when this version is
+already installed) and checks them. On Colab nothing that Colab preinstalls is changed. If it says
+the runtime must be restarted, choose *Runtime → Restart session* and run the notebook again from
+the top.
 """)
-    code("""
+    code(f"""
 #@title 1.2 Install and check the versions
-import importlib.util
-if importlib.util.find_spec("helpers") is None:
-    !pip install --quiet "{helpers_source}"
+import importlib.metadata
+preinstalled = {{package.metadata["Name"]: package.version for package in importlib.metadata.distributions()}}
+if preinstalled.get("dl4cells-helpers") != "{HELPERS_VERSION}":
+    !pip install --progress-bar off "{{helpers_source}}"
 import helpers.notebook as notebook
-notebook.check_installation()
+installation_problems = notebook.check_installation(preinstalled, expected_version="{HELPERS_VERSION}")
 """)
     code("""
 #@title 1.3 Is there a GPU?
-notebook.check_gpu()
+gpu = notebook.check_gpu()
 """)
     markdown("""
 ## 2. Google Drive
