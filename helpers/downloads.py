@@ -16,7 +16,12 @@ A second call finds the marker, re-counts the files, and returns without a downl
 Extraction refuses absolute paths, ``..`` and links that leave the target, before writing
 anything. ``fetch_example`` writes nothing outside ``target_dir``, and never moves or deletes
 anything there that it did not create. ``cached_download`` (model weights) keeps one file per URL
-in a cache folder, with its recorded SHA-256.
+in a cache folder, checked against the publisher's checksum or the SHA-256 recorded at its first
+download, every time it is used.
+
+Downloads survive dropped connections: bytes go to ``<file>.partial``, which is continued with an
+HTTP ``Range`` request, both within one call (``RETRIES`` times) and by the next call after one
+that gave up.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import json
 import os
 import pathlib
 import posixpath
+import re
 import shutil
 import ssl
 import stat
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,6 +59,8 @@ MARKER_NAME = ".dl4cells_verified.json"
 TASKS = ("detection", "classification", "grading")
 ARCHIVE_FORMATS = {"zip": ".zip", "tar.gz": ".tar.gz"}
 CHUNK_BYTES = 1 << 20
+RETRIES = 3  # a dropped connection is resumed this many times within one call, then the user runs it again
+RETRY_PAUSE_SECONDS = 2.0  # times the retry number: 2 s, 4 s, 6 s
 USER_AGENT = "dl4cells-helpers/0.1 (downloader of example data and weights)"
 COLAB_CACHE = environment.DRIVE_FOLDER / "DL4Cells_cache"
 NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException)
@@ -224,75 +233,236 @@ def _what_to_do(folder: pathlib.Path) -> str:
             f"or download it by hand into {folder}.")
 
 
-def _stream(url: str, handle: Any, timeout_seconds: float, progress: bool) -> tuple[int, int | None]:
-    """Copy the body of ``url`` into ``handle``; returns (bytes received, Content-Length or None)."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
-        length_header = response.headers.get("Content-Length")
-        expected = int(length_header) if length_header and length_header.isdigit() else None
-        name = posixpath.basename(urllib.parse.urlparse(url).path) or url
-        received = 0
-        with tqdm_auto.tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=name[:40],
-                            disable=not progress) as bar:
-            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                handle.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    return received, expected
+class _ConnectionCut(Exception):
+    """The connection dropped after the response began: what arrived is kept and the download resumes."""
+
+
+def _display_name(url: str) -> str:
+    return (posixpath.basename(urllib.parse.urlparse(url).path) or url)[:40]
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a ``Content-Range: bytes a-b/total`` or ``bytes */total`` header."""
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", header or "")
+    if not match:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total and total != "*" else None)
+
+
+def _copy_body(response: Any, handle: Any, start: int, total: int | None, name: str, progress: bool) -> None:
+    """Append the body of ``response`` to ``handle``; _ConnectionCut when it stops short of Content-Length."""
+    length_header = response.headers.get("Content-Length")
+    length = int(length_header) if length_header and length_header.isdigit() else None
+    received = 0
+    with tqdm_auto.tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                        disable=not progress) as bar:
+        while True:
+            try:
+                chunk = response.read(CHUNK_BYTES)
+            except (OSError, http.client.HTTPException) as error:  # reset, timeout, IncompleteRead (chunked)
+                raise _ConnectionCut(error) from None
+            if not chunk:
+                break
+            handle.write(chunk)  # a full disk raises OSError here, not _ConnectionCut
+            received += len(chunk)
+            bar.update(len(chunk))
+    if length is not None and received < length:
+        raise _ConnectionCut("the connection closed before the end of the file")
+
+
+def _restart(partial: pathlib.Path, reason: str) -> None:
+    """Empty our own ``.partial`` file so the next request starts from byte 0."""
+    print(f"{partial.name}: {reason}; downloading from the start.")
+    partial.write_bytes(b"")
+
+
+def _body_start(response: Any, offset: int, url: str) -> int | None:
+    """Where the body of ``response`` goes in the file: ``offset`` (a 206 continuing our part), 0 (the
+    whole file: a 200, from a server that ignores ``Range``), or None (a 206 of another part: start over)."""
+    first = _content_range(response.headers.get("Content-Range"))[0]
+    if response.status != 206 or first == 0:
+        if offset:
+            print(f"{_display_name(url)}: the server does not resume downloads; downloading from the start.")
+        return 0
+    if offset and first == offset:
+        return offset
+    if not offset:
+        raise errors.DownloadError(f"{url}: the server sent part of the file although the whole file was asked "
+                                   f"for. Run the cell again later, or download the file by hand.")
+    return None
+
+
+def _fetch_once(url: str, partial: pathlib.Path, timeout_seconds: float, progress: bool) -> bool:
+    """One request that completes ``partial``: asks for the bytes after its size (``Range``) and appends
+    them (206), or rewrites it from zero when the server sends the whole file (200).
+
+    Returns:
+        True when bytes were appended to an earlier part (a resumed download), or a 416 answer
+        says the part is already the whole file.
+
+    Raises:
+        _ConnectionCut: the body stopped early (``partial`` keeps what arrived).
+        urllib.error.HTTPError, and the NETWORK_ERRORS of ``urlopen``.
+    """
+    offset = partial.stat().st_size
+    headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_seconds)
+    except urllib.error.HTTPError as error:
+        if error.code != 416 or not offset:
+            raise
+        total = _content_range(error.headers.get("Content-Range"))[1]
+        error.close()
+        if total == offset:
+            return True  # the part from an earlier call is already the whole file; the checksum decides
+        _restart(partial, f"the part already downloaded ({offset} bytes) does not fit the file on the server")
+        return _fetch_once(url, partial, timeout_seconds, progress)  # offset is 0 now: no second restart
+    with response:
+        start = _body_start(response, offset, url)
+        if start is not None:
+            total = _content_range(response.headers.get("Content-Range"))[1]
+            if total is None and response.headers.get("Content-Length", "").isdigit():
+                total = start + int(response.headers["Content-Length"])
+            with open(partial, "ab" if start else "wb") as handle:
+                _copy_body(response, handle, start, total, _display_name(url), progress)
+            return start > 0
+    _restart(partial, "the server sent another part of the file than the one asked for")
+    return _fetch_once(url, partial, timeout_seconds, progress)
+
+
+def _transfer(url: str, partial: pathlib.Path, timeout_seconds: float, progress: bool) -> bool:
+    """Complete ``partial`` from ``url``, resuming up to RETRIES times when the connection drops.
+
+    Returns:
+        True when any part was appended to bytes already there (the checksum then decides whether
+        the joined file is good).
+
+    Raises:
+        DownloadError: the connection dropped more than RETRIES times (``partial`` is kept, so the
+            next call continues from there). Errors before the first byte propagate as they are.
+    """
+    resumed, cuts = False, 0
+    while True:
+        try:
+            return _fetch_once(url, partial, timeout_seconds, progress) or resumed
+        except urllib.error.HTTPError:
+            raise
+        except _ConnectionCut as error:
+            reason = error
+        except NETWORK_ERRORS as error:  # could not reconnect after a drop; the first failure is the caller's
+            if not cuts:
+                raise
+            reason = getattr(error, "reason", None) or error
+        resumed, cuts = True, cuts + 1
+        size = partial.stat().st_size
+        if cuts > RETRIES:
+            raise errors.DownloadError(
+                f"Download of {url} was interrupted {cuts} times ({reason}); the {size} bytes received are kept in "
+                f"{partial}. Run the cell again to continue where it stopped.")
+        print(f"{_display_name(url)}: connection lost after {size} bytes ({reason}); resuming "
+              f"(retry {cuts} of {RETRIES}).")
+        time.sleep(RETRY_PAUSE_SECONDS * cuts)
+
+
+def _kept(partial: pathlib.Path) -> str:
+    """The sentence telling that a non-empty ``.partial`` is kept for the next run ("" when empty)."""
+    has_bytes = partial.exists() and partial.stat().st_size
+    return " What arrived so far is kept; running the cell again continues from there." if has_bytes else ""
+
+
+def _transfer_or_explain(url: str, partial: pathlib.Path, timeout_seconds: float, progress: bool) -> bool:
+    """``_transfer`` with every failure turned into a one-line DownloadError saying what to do."""
+    folder = partial.parent
+    try:
+        return _transfer(url, partial, timeout_seconds, progress)
+    except urllib.error.HTTPError as error:
+        raise errors.DownloadError(f"Download of {url} failed: the server answered HTTP {error.code} "
+                                   f"({error.reason}). {_what_to_do(folder)}{_kept(partial)}") from None
+    except NETWORK_ERRORS as error:
+        reason = getattr(error, "reason", None) or error
+        raise errors.DownloadError(f"Download of {url} failed ({reason}). "
+                                   f"{_what_to_do(folder)}{_kept(partial)}") from None
+    except ValueError as error:
+        raise errors.DownloadError(f"{url} is not a URL that can be downloaded ({error}). Fix the address.") from None
+    except OSError as error:
+        raise errors.DownloadError(f"Could not write {partial} ({error}). Free some disk space "
+                                   f"(on Colab: in Drive or /content) and run again.") from None
+
+
+def _digests(path: pathlib.Path) -> dict[str, str]:
+    """``{"sha256": hex, "md5": hex}`` of a file, read once in 1 MiB chunks."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            sha256.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _mismatches(digests: dict[str, str], expected: dict[str, str | None]) -> str:
+    """``"expected sha256 X, got Y"`` for each given checksum the file fails (joined by "; "); "" when all hold."""
+    return "; ".join(f"expected {algorithm} {wanted.lower()}, got {digests[algorithm]}"
+                     for algorithm, wanted in expected.items() if wanted and digests[algorithm] != wanted.lower())
+
+
+def _download(url: str, destination: pathlib.Path, expected: dict[str, str | None], progress: bool,
+              timeout_seconds: float, hint: str) -> Download:
+    """Fetch ``url`` into ``destination`` via our ``.partial`` file, resuming it; see ``download_file``.
+
+    ``hint`` ends the checksum-mismatch message (what the user can do).
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".partial")
+    with open(partial, "ab"):  # a folder we cannot write to raises here, plainly
+        pass
+    try:
+        resumed = _transfer_or_explain(url, partial, timeout_seconds, progress)
+        digests = _digests(partial)
+        if resumed and _mismatches(digests, expected):
+            _restart(partial, "the resumed file does not match its checksum")
+            _transfer_or_explain(url, partial, timeout_seconds, progress)
+            digests = _digests(partial)
+        problems = _mismatches(digests, expected)
+        if problems:
+            partial.unlink()  # our own corrupt download: nothing in it can be trusted or resumed
+            raise errors.DownloadError(f"{destination.name}: checksum mismatch ({problems}) for {url}: {hint}")
+        os.replace(partial, destination)
+    finally:
+        if partial.exists() and not partial.stat().st_size:
+            partial.unlink()  # only ever our own, empty ".partial" file
+    return Download(destination, url, digests["sha256"], destination.stat().st_size, reused=False)
 
 
 def download_file(url: str, destination: str | pathlib.Path, sha256: str | None = None, progress: bool = True,
-                  timeout_seconds: float = 60) -> Download:
-    """Download ``url`` to ``destination`` (via ``destination.partial``), verifying the checksum if given.
+                  timeout_seconds: float = 60, md5: str | None = None) -> Download:
+    """Download ``url`` to ``destination`` (via ``destination.partial``), verifying the checksums given.
+
+    A ``destination.partial`` left by an interrupted earlier call is continued with an HTTP
+    ``Range`` request (a server that ignores ``Range`` sends the whole file, which then replaces
+    the part); a connection that drops mid-file is resumed up to ``RETRIES`` times in this call.
 
     Args:
         url: http(s) URL.
         destination: the file to write; its folder is created. An existing file is replaced only
             by a complete, verified download.
         sha256: expected SHA-256 (hex); None to skip the check (the computed one is returned).
-        progress: show a progress bar (bytes).
-        timeout_seconds: give up when the server sends nothing for this long.
+        progress: show a progress bar (bytes; it starts at the size already downloaded).
+        timeout_seconds: treat the connection as dropped when the server sends nothing for this long.
+        md5: expected MD5 (hex), for publishers that give only an MD5; None to skip.
 
     Returns:
         The ``Download`` (``reused`` is always False here).
 
     Raises:
-        DownloadError: offline, HTTP error, truncated transfer or checksum mismatch; the partial
-            file is removed and ``destination`` is left as it was.
+        DownloadError: offline, HTTP error, too many dropped connections (the ``.partial`` is kept
+            for the next call), or checksum mismatch (the ``.partial`` is removed; when it was a
+            resumed one it is first downloaded once more from zero). ``destination`` is left as it was.
     """
     destination = pathlib.Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    try:
-        with open(partial, "wb") as handle:  # a folder we cannot write to raises here, plainly
-            try:
-                received, expected = _stream(url, handle, timeout_seconds, progress)
-            except urllib.error.HTTPError as error:
-                raise errors.DownloadError(f"Download of {url} failed: the server answered HTTP {error.code} "
-                                           f"({error.reason}). {_what_to_do(destination.parent)}") from None
-            except NETWORK_ERRORS as error:
-                reason = getattr(error, "reason", None) or error
-                raise errors.DownloadError(f"Download of {url} failed ({reason}). "
-                                           f"{_what_to_do(destination.parent)}") from None
-            except ValueError as error:
-                raise errors.DownloadError(f"{url} is not a URL that can be downloaded ({error}). "
-                                           f"Fix the address.") from None
-            except OSError as error:
-                raise errors.DownloadError(f"Could not write {partial} ({error}). Free some disk space "
-                                           f"(on Colab: in Drive or /content) and run again.") from None
-        if expected is not None and received != expected:
-            raise errors.DownloadError(f"Download of {url} stopped after {received} of {expected} bytes. "
-                                       f"{_what_to_do(destination.parent)}")
-        actual = file_sha256(partial)
-        if sha256 is not None and actual != sha256.lower():
-            raise errors.DownloadError(
-                f"{destination.name}: checksum mismatch (expected sha256 {sha256.lower()}, got {actual}) for "
-                f"{url}: the download is corrupted or the file changed on the server. Run the cell again; if it "
-                f"persists, download it by hand into {destination.parent} and compare its checksum.")
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)  # only ever our own ".partial" file
-    return Download(destination, url, actual, destination.stat().st_size, reused=False)
+    hint = (f"the download is corrupted or the file changed on the server. Run the cell again; if it persists, "
+            f"download it by hand into {destination.parent} and compare its checksum.")
+    return _download(url, destination, {"sha256": sha256, "md5": md5}, progress, timeout_seconds, hint)
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -317,32 +487,79 @@ def cache_path(url: str, cache_dir: str | pathlib.Path | None = None) -> pathlib
     return cache_dir / hashlib.sha256(url.encode("utf-8")).hexdigest()[:12] / name
 
 
-def cached_download(url: str, cache_dir: str | pathlib.Path | None = None, sha256: str | None = None,
-                    progress: bool = True) -> Download:
-    """Download ``url`` once into the cache; later calls reuse the file while its checksum holds.
+def _read_record(record: pathlib.Path) -> str | None:
+    """The SHA-256 in a ``<file>.sha256`` record (``"<hex>  <name>"``), or None when there is none."""
+    text = record.read_text(encoding="utf-8").split() if record.is_file() else []
+    return text[0].lower() if text else None
 
-    The SHA-256 of the first download is recorded in ``<file>.sha256``. A cached file is reused
-    only when it matches ``sha256`` (if given) or the recorded checksum; a file that no longer
-    matches is moved aside to ``<file>.mismatch-<its sha256 prefix>`` (kept, never trusted) and
-    downloaded again.
+
+def _write_record(record: pathlib.Path, sha256: str) -> None:
+    record.write_text(f"{sha256}  {record.name.removesuffix('.sha256')}\n", encoding="utf-8")
+
+
+def _reuse_cached(path: pathlib.Path, url: str, record: pathlib.Path, expected: dict[str, str | None],
+                  pinned: bool) -> Download:
+    """The cached ``path`` once it matches the published (``pinned``) or recorded checksums; never changes it.
+
+    A file without any checksum to compare (placed there by hand, or its record lost) is adopted:
+    its SHA-256 is recorded now and checked from then on.
 
     Raises:
-        DownloadError: as ``download_file``.
+        DownloadError: the file does not match; it is left in place for the user to delete.
+    """
+    digests = _digests(path)
+    problems = _mismatches(digests, expected)
+    if problems:
+        source = "published checksum" if pinned else f"checksum recorded at its first download ({record.name})"
+        raise errors.DownloadError(
+            f"{path}: the cached file does not match its {source} ({problems}): it was damaged or changed on disk. "
+            f"Delete this file and run the cell again to download it afresh.")
+    if not any(expected.values()):
+        print(f"{path.name}: found in the cache without a recorded checksum; its sha256 {digests['sha256']} is "
+              f"recorded now and checked from now on.")
+    if _read_record(record) != digests["sha256"]:
+        _write_record(record, digests["sha256"])
+    return Download(path, url, digests["sha256"], path.stat().st_size, reused=True)
+
+
+def cached_download(url: str, cache_dir: str | pathlib.Path | None = None, sha256: str | None = None,
+                    progress: bool = True, md5: str | None = None, timeout_seconds: float = 60) -> Download:
+    """Download ``url`` once into the cache; every later call verifies the cached file before reusing it.
+
+    A checksum the publisher gives (``sha256`` or ``md5``) is pinned: the download and every reuse
+    are checked against it. Otherwise the SHA-256 of the first download is recorded in
+    ``<file>.sha256`` and checked instead, on every reuse and on any later download.
+
+    What is safe to touch: only ``<file>.partial`` is ours alone. It is resumed after a dropped
+    connection, emptied when the server cannot resume it, and removed when it fails its checksum.
+    A complete cached file may have been put there by hand, so it is never replaced or deleted:
+    a mismatch is an error that says to delete it.
+
+    Args:
+        url: http(s) URL of the file.
+        cache_dir: the cache folder; ``default_cache_dir()`` when None.
+        sha256, md5: the publisher's checksums (hex), or None.
+        progress: show a progress bar.
+        timeout_seconds: treat the connection as dropped when nothing arrives for this long.
+
+    Raises:
+        DownloadError: as ``download_file``; or the cached file does not match its checksum (the
+            message names the file and says to delete it).
     """
     path = cache_path(url, cache_dir)
     record = path.with_name(path.name + ".sha256")
-    recorded = record.read_text(encoding="utf-8").split()[0] if record.is_file() and record.stat().st_size else None
-    expected = sha256.lower() if sha256 else recorded
-    if path.is_file() and expected:
-        actual = file_sha256(path)
-        if actual == expected:
-            return Download(path, url, actual, path.stat().st_size, reused=True)
-        aside = path.with_name(f"{path.name}.mismatch-{actual[:12]}")
-        os.replace(path, aside)
-        print(f"The cached {path.name} no longer matches its checksum: it was moved to {aside.name} "
-              f"and is downloaded again.")
-    download = download_file(url, path, sha256=sha256, progress=progress)
-    record.write_text(f"{download.sha256}  {path.name}\n", encoding="utf-8")
+    pinned = bool(sha256 or md5)
+    expected = {"sha256": sha256 or (None if pinned else _read_record(record)), "md5": md5}
+    if path.is_file():
+        return _reuse_cached(path, url, record, expected, pinned)
+    if pinned:
+        hint = (f"the download is corrupted or the publisher changed the file. Run the cell again; if it persists, "
+                f"download it by hand into {path.parent} and compare its checksum.")
+    else:
+        hint = (f"the file on the server differs from the one first downloaded (sha256 in {record}). Run the cell "
+                f"again; if the publisher replaced the file on purpose, delete {record} and run the cell again.")
+    download = _download(url, path, expected, progress, timeout_seconds, hint)
+    _write_record(record, download.sha256)
     return download
 
 

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import pathlib
+import random
+import re
 import socket
 import tarfile
 import threading
@@ -275,22 +277,212 @@ def test_download_file_replaces_only_with_a_verified_file_and_shows_progress(ser
 
 
 # ----- cached_download -------------------------------------------------------------------------
-def test_cached_download_records_the_checksum_reuses_and_never_trusts_a_changed_file(server, tmp_path):
+def test_cached_download_records_the_checksum_reuses_and_detects_a_changed_file(server, tmp_path):
     payload = b"checkpoint" * 1000
     url = server.publish("ckpt.tar.gz", payload)
     cache = tmp_path / "cache"
-    first = downloads.cached_download(url, cache_dir=cache, progress=False)
+    first = downloads.cached_download(url, cache_dir=cache, progress=False, timeout_seconds=5)
     assert not first.reused and first.path.read_bytes() == payload and first.path.name == "ckpt.tar.gz"
     record = first.path.with_name("ckpt.tar.gz.sha256")
     assert record.read_text(encoding="utf-8").split()[0] == sha256_of(payload) == first.sha256
     second = downloads.cached_download(url, cache_dir=cache, progress=False)
     assert second.reused and second.path == first.path and len(server.requests) == 1
     first.path.write_bytes(b"tampered")
-    third = downloads.cached_download(url, cache_dir=cache, progress=False)
+    with pytest.raises(errors.DownloadError) as caught:
+        downloads.cached_download(url, cache_dir=cache, progress=False)
+    message = str(caught.value)
+    assert str(first.path) in message and "recorded at its first download" in message and "\n" not in message
+    assert "Delete this file and run the cell again" in message
+    assert first.path.read_bytes() == b"tampered" and len(server.requests) == 1, "never replaced, never re-fetched"
+    first.path.unlink()  # what the message tells the user to do
+    third = downloads.cached_download(url, cache_dir=cache, progress=False, timeout_seconds=5)
     assert not third.reused and third.path.read_bytes() == payload and len(server.requests) == 2
-    assert [path.read_bytes() for path in first.path.parent.glob("ckpt.tar.gz.mismatch-*")] == [b"tampered"]
-    with pytest.raises(errors.DownloadError, match="checksum mismatch"):
+
+
+def test_a_later_download_is_checked_against_the_recorded_checksum(server, tmp_path):
+    url = server.publish("model.h5", b"version one" * 100)
+    cache = tmp_path / "cache"
+    first = downloads.cached_download(url, cache_dir=cache, progress=False, timeout_seconds=5)
+    first.path.unlink()
+    server.publish("model.h5", b"version two" * 100)
+    with pytest.raises(errors.DownloadError, match=r"model.h5: checksum mismatch .*differs from the one first "
+                                                  r"downloaded.*delete .*model.h5.sha256"):
+        downloads.cached_download(url, cache_dir=cache, progress=False, timeout_seconds=5)
+    assert sorted(path.name for path in first.path.parent.iterdir()) == ["model.h5.sha256"]
+
+
+def test_a_pinned_checksum_is_checked_on_download_and_on_every_reuse(server, tmp_path):
+    payload = b"weights" * 700
+    url = server.publish("weights.h5", payload)
+    cache = tmp_path / "cache"
+    with pytest.raises(errors.DownloadError, match=r"weights.h5: checksum mismatch \(expected md5 0{32}, got "):
+        downloads.cached_download(url, cache_dir=cache, md5="0" * 32, progress=False, timeout_seconds=5)
+    assert [path for path in cache.rglob("*") if path.is_file()] == [], "no file, no .partial, no record"
+    md5 = hashlib.md5(payload).hexdigest()
+    first = downloads.cached_download(url, cache_dir=cache, md5=md5, progress=False, timeout_seconds=5)
+    assert first.path.read_bytes() == payload and downloads.cached_download(url, cache_dir=cache, md5=md5).reused
+    with pytest.raises(errors.DownloadError, match="does not match its published checksum.*Delete this file"):
         downloads.cached_download(url, cache_dir=cache, sha256="f" * 64, progress=False)
+    assert first.path.read_bytes() == payload
+
+
+def test_a_file_put_into_the_cache_by_hand_is_adopted_and_recorded(server, tmp_path, capsys):
+    url = server.url("by_hand.h5")  # nothing is published: a request would fail
+    path = downloads.cache_path(url, tmp_path / "cache")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"copied from a colleague")
+    reused = downloads.cached_download(url, cache_dir=tmp_path / "cache", progress=False)
+    assert reused.reused and server.requests == [] and "recorded now" in capsys.readouterr().out
+    assert path.with_name("by_hand.h5.sha256").read_text(encoding="utf-8").split()[0] == sha256_of(path.read_bytes())
+
+
+# ----- resuming dropped downloads ---------------------------------------------------------------
+class RangeSite:
+    """What a RangeHandler serves, and what it saw.
+
+    Attributes:
+        files: URL path -> bytes.
+        honour_range: answer ``Range: bytes=N-`` with 206 (416 past the end); False: always 200, whole file.
+        cuts: how many of the next responses stop after ``cut_after`` body bytes (then the socket closes).
+        ranges: the Range header of every request (None when absent), in order.
+        sent: body bytes written, all responses together.
+    """
+
+    def __init__(self, honour_range: bool = True, cuts: int = 0, cut_after: int = 0):
+        self.files, self.honour_range, self.cuts, self.cut_after = {}, honour_range, cuts, cut_after
+        self.ranges, self.sent = [], 0
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.0 (one request per connection): a short body is a dropped connection for the client."""
+
+    site: RangeSite
+    timeout = 5  # a stuck client cannot hold a server thread
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        site, data, header = self.site, self.site.files.get(self.path), self.headers.get("Range")
+        site.ranges.append(header)
+        if data is None:
+            self.send_error(404)
+            return
+        match = re.fullmatch(r"bytes=(\d+)-", header or "") if site.honour_range else None
+        start = int(match.group(1)) if match else 0
+        if match and start >= len(data):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(data)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if match else 200)
+        if match:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if site.cuts > 0:
+            site.cuts -= 1
+            body = body[:site.cut_after]
+        site.sent += len(body)  # counted before writing: the client may finish before this thread runs on
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def range_site(monkeypatch):
+    """A RangeSite served on 127.0.0.1 for the test; ``site.url(name, data)`` publishes a file."""
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(downloads, "RETRY_PAUSE_SECONDS", 0)
+    site = RangeSite()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (RangeHandler,), {"site": site}))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+
+    def publish(name: str, data: bytes) -> str:
+        site.files[f"/{name}"] = data
+        return f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
+
+    site.url = publish
+    try:
+        yield site
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def random_bytes(size: int) -> bytes:
+    return random.Random(size).randbytes(size)  # not periodic: a misplaced append cannot go unnoticed
+
+
+def test_a_connection_cut_mid_file_is_resumed_in_the_same_call(range_site, tmp_path, monkeypatch, capsys):
+    data, cut = random_bytes(200_000), 70_001
+    range_site.cuts, range_site.cut_after = 1, cut
+    url = range_site.url("big.h5", data)
+    bar_starts, real_bar = [], downloads.tqdm_auto.tqdm
+    monkeypatch.setattr(downloads.tqdm_auto, "tqdm",
+                        lambda *args, **kwargs: bar_starts.append(kwargs["initial"]) or real_bar(*args, **kwargs))
+    result = downloads.cached_download(url, cache_dir=tmp_path / "cache", progress=True, timeout_seconds=5)
+    assert result.path.read_bytes() == data and result.sha256 == sha256_of(data) and not result.reused
+    assert result.path.with_name("big.h5.sha256").read_text(encoding="utf-8").split()[0] == sha256_of(data)
+    assert range_site.ranges == [None, f"bytes={cut}-"] and range_site.sent == len(data)
+    assert bar_starts == [0, cut], "the second progress bar starts at the bytes already there"
+    assert f"connection lost after {cut} bytes" in capsys.readouterr().out
+    assert not result.path.with_name("big.h5.partial").exists()
+
+
+def test_a_server_that_ignores_range_gives_the_right_file(range_site, tmp_path, capsys):
+    data, cut = random_bytes(50_000), 20_000
+    range_site.honour_range, range_site.cuts, range_site.cut_after = False, 1, cut
+    url = range_site.url("plain.bin", data)
+    destination = tmp_path / "plain.bin"
+    destination.with_name("plain.bin.partial").write_bytes(b"left from another try" * 50)  # 1050 bytes
+    result = downloads.download_file(url, destination, progress=False, timeout_seconds=5)
+    assert destination.read_bytes() == data and result.sha256 == sha256_of(data)
+    assert range_site.ranges == ["bytes=1050-", f"bytes={cut}-"] and range_site.sent == cut + len(data)
+    assert "does not resume downloads" in capsys.readouterr().out
+
+
+def test_an_interrupted_call_raises_and_the_next_call_sends_only_the_rest(range_site, tmp_path, monkeypatch):
+    monkeypatch.setattr(downloads, "RETRIES", 1)
+    data, cut = random_bytes(100_000), 30_000
+    range_site.cuts, range_site.cut_after = 2, cut
+    url = range_site.url("weights.h5", data)
+    with pytest.raises(errors.DownloadError) as caught:
+        downloads.cached_download(url, cache_dir=tmp_path / "cache", progress=False, timeout_seconds=5)
+    message = str(caught.value)
+    assert url in message and "interrupted 2 times" in message and "Run the cell again to continue" in message
+    partial = downloads.cache_path(url, tmp_path / "cache").with_name("weights.h5.partial")
+    assert partial.read_bytes() == data[:2 * cut] and "\n" not in message
+    result = downloads.cached_download(url, cache_dir=tmp_path / "cache", progress=False, timeout_seconds=5)
+    assert result.path.read_bytes() == data and not partial.exists()
+    assert range_site.ranges == [None, f"bytes={cut}-", f"bytes={2 * cut}-"]
+    assert range_site.sent == len(data), "no byte is sent twice"
+
+
+@pytest.mark.parametrize("extra, sent", [(b"", 0), (b"junk", 6000)])
+def test_a_416_answer_means_complete_or_start_over(range_site, tmp_path, extra, sent):
+    data = random_bytes(6000)
+    url = range_site.url("small.bin", data)
+    destination = tmp_path / "small.bin"
+    destination.with_name("small.bin.partial").write_bytes(data + extra)
+    result = downloads.download_file(url, destination, sha256=sha256_of(data), progress=False, timeout_seconds=5)
+    assert destination.read_bytes() == data and result.sha256 == sha256_of(data)
+    assert range_site.ranges[0] == f"bytes={len(data) + len(extra)}-" and range_site.sent == sent
+
+
+def test_a_resumed_part_that_fails_the_checksum_is_fetched_again_from_zero(range_site, tmp_path, capsys):
+    data = random_bytes(40_000)
+    url = range_site.url("ckpt.tar.gz", data)
+    destination = tmp_path / "ckpt.tar.gz"
+    destination.with_name("ckpt.tar.gz.partial").write_bytes(b"\0" * 10_000)  # a part of some other file
+    result = downloads.download_file(url, destination, sha256=sha256_of(data), progress=False, timeout_seconds=5)
+    assert destination.read_bytes() == data and result.sha256 == sha256_of(data)
+    assert range_site.ranges == ["bytes=10000-", None] and range_site.sent == 30_000 + len(data)
+    assert "does not match its checksum; downloading from the start" in capsys.readouterr().out
 
 
 def test_cache_folder_comes_from_the_environment_and_urls_do_not_collide(monkeypatch, tmp_path):

@@ -3,8 +3,11 @@
 Every entry names the Keras constructor, the image size its ImageNet weights were trained at,
 and the "notop" weight file that ``keras.applications`` itself downloads (same URL, same MD5).
 The file is fetched through ``helpers.downloads.cached_download`` (one cache for the whole
-project, visible and checksummed) and the network is then built with ``weights=<that file>``,
-so Keras never downloads anything on its own. Offline, ``download_weights`` raises
+project, visible, resumable, checked against that MD5 on every use) and the network is then built
+from it (``helpers.classification.model``: with ``weights=<that file>``, or for EfficientNet
+B0–B7 with ``weights=None`` plus the rescaling layer Keras adds only for ``weights="imagenet"``,
+then ``load_weights``), so Keras never downloads anything on its own and computes exactly what its
+own ImageNet model computes (``tests/test_pretrained_parity.py``). Offline, ``download_weights`` raises
 ``DownloadError``; training from scratch must be chosen explicitly (``pretrained = "none"``).
 
 Preprocessing lives inside the model: EfficientNet, EfficientNetV2 and MobileNetV3 include
@@ -17,7 +20,6 @@ This module does not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import pathlib
 
 from helpers import errors
@@ -92,15 +94,6 @@ def get_backbone(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
-def file_md5(path: str | pathlib.Path) -> str:
-    """MD5 hex digest of a file (the checksum keras.applications publishes), read in 1 MiB chunks."""
-    digest = hashlib.md5()
-    with pathlib.Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_weights(spec: BackboneSpec, cache_dir: str | pathlib.Path | None = None, progress: bool = True):
     """Fetch the ImageNet notop weights of ``spec`` into the shared download cache.
 
@@ -112,8 +105,6 @@ def download_weights(spec: BackboneSpec, cache_dir: str | pathlib.Path | None = 
     """
     from helpers import downloads  # local: only needed when pretrained weights are asked for
 
-    download = downloads.cached_download(spec.weights_url, cache_dir=cache_dir, progress=progress)
-    if spec.weights_md5 and file_md5(download.path) != spec.weights_md5:
-        raise errors.DownloadError(f"{download.path}: MD5 differs from keras.applications' {spec.weights_md5} "
-                                   f"(corrupted download). Delete this file and run the cell again.")
-    return download
+    # The MD5 keras.applications publishes is pinned: checked after the download and on every reuse.
+    return downloads.cached_download(spec.weights_url, cache_dir=cache_dir, md5=spec.weights_md5 or None,
+                                     progress=progress)

@@ -12,6 +12,7 @@ Grad-CAM (which needs the last feature map) work on named layers. Head layers ar
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any
 
@@ -38,13 +39,54 @@ class CaffePreprocessing(keras.layers.Layer):
         return bgr - keras.ops.convert_to_tensor(self.MEANS_BGR, dtype=inputs.dtype)
 
 
+# keras.applications' EfficientNet-B0..B7 insert ``Rescaling(1 / sqrt(stddev))`` after the stem's
+# ``Normalization`` only when ``weights == "imagenet"`` (keras/src/applications/efficientnet.py,
+# tensorflow/tensorflow#49930: the stored normalisation alone does not reproduce the input scale
+# the ImageNet weights were trained at). A weights *file path*, which is what we pass so
+# that Keras never downloads on its own, builds the network without it: every image then reaches
+# stem_conv about 2.1x too small (1 / sqrt(0.224)) and the ImageNet features are degraded.
+# No other registry constructor changes its architecture with ``weights``; the parity test
+# (tests/test_pretrained_parity.py) compares every backbone with Keras's own imagenet network.
+IMAGENET_ONLY_RESCALING = frozenset(f"EfficientNetB{index}" for index in range(8))
+# keras.src.applications.efficientnet.IMAGENET_STDDEV_RGB (a private constant, so copied here).
+_IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+
+
 def _backbone(spec: backbones.BackboneSpec, inputs, weights_path: str | None):
-    """The keras.applications network called on ``inputs`` (its layers join the outer graph)."""
+    """The keras.applications network called on ``inputs`` (its layers join the outer graph).
+
+    With ``weights_path`` the result computes what ``weights="imagenet"`` computes in Keras; the
+    file is loaded with ``load_weights`` exactly as Keras loads its download. From scratch
+    (``weights_path=None``) it is Keras's ``weights=None`` network, unchanged.
+    Models saved before this rescaling was added reload from their ``.keras`` file with their own
+    layers (no rescaling): they keep computing what they were trained to compute; only networks
+    built from the ImageNet file from now on get the Keras ImageNet input scale.
+    """
     constructor = getattr(keras.applications, spec.constructor)
-    options: dict[str, Any] = {"include_top": False, "weights": weights_path, "input_tensor": inputs}
+    options: dict[str, Any] = {"include_top": False}
     if spec.constructor.startswith(("EfficientNetV2", "MobileNetV3")):
         options["include_preprocessing"] = True
-    return constructor(**options)
+    if weights_path is None or spec.constructor not in IMAGENET_ONLY_RESCALING:
+        return constructor(weights=weights_path, input_tensor=inputs, **options)
+    # Keras's weights=None graph, rebuilt on ``inputs`` with fresh layers and Keras's imagenet-only
+    # Rescaling inserted after the stem normalisation (keras.models.clone_model's documented way
+    # to insert layers); then the file is loaded as Keras loads its download. Fresh layers, not
+    # the template's: a layer called in two graphs would make ``layer.output`` (Grad-CAM,
+    # feature maps) ambiguous. The inserted layer has no weights, so the legacy h5 loader, which
+    # matches layers with weights in order, reads the file unchanged.
+    template = constructor(weights=None, input_shape=tuple(inputs.shape[1:]), **options)
+    stem_normalization = next(layer for layer in template.layers if isinstance(layer, keras.layers.Normalization))
+
+    def call_with_imagenet_rescaling(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        if layer.name == stem_normalization.name:
+            outputs = keras.layers.Rescaling([1.0 / math.sqrt(stddev) for stddev in _IMAGENET_STDDEV_RGB],
+                                             name="imagenet_stddev_rescaling")(outputs)
+        return outputs
+
+    network = keras.models.clone_model(template, input_tensors=inputs, call_function=call_with_imagenet_rescaling)
+    network.load_weights(weights_path)
+    return network
 
 
 def build_classifier(backbone_name: str, number_of_classes: int, image_size: int, weights_path: str | None = None,
