@@ -217,3 +217,33 @@ def test_a_trained_run_can_start_a_new_run_and_a_mismatched_model_is_refused(tra
     other_classes = model_module.build_model(trained["config"], num_classes=len(dataset.classes) + 2)
     with pytest.raises(errors.ModelError, match="same classes"):
         model_module.restore_weights(other_classes, trained["run"].root)
+
+
+def test_synchronised_batch_norm_only_when_several_replicas_share_a_batch(tmp_path):
+    model_module._import_model_garden()  # registers Model Garden's RetinaNet experiments
+    from official.core import exp_factory
+
+    model_garden_sync = {}
+    for name, spec in backbones.BACKBONES.items():
+        model_garden = exp_factory.get_exp_config(spec.experiment)
+        model_garden.task.model.override(spec.model_overrides, is_strict=True)
+        model_garden_sync[name] = model_garden.task.model.norm_activation.use_sync_bn
+        config = small_config(tmp_path, tmp_path / "models", "sync", backbone=name, pretrained="none")
+        one_replica = (model_module.build_experiment(config, 2), model_module.build_experiment(config, 2, replicas=1))
+        for experiment in one_replica:
+            assert experiment.task.model.norm_activation.use_sync_bn is False, name
+        assert model_module.build_experiment(config, 2, replicas=2).task.model.norm_activation.use_sync_bn is \
+            model_garden_sync[name], name
+    assert model_garden_sync["spinenet49_mobile"]  # Model Garden's recipe has it, so the test means something
+    config = small_config(tmp_path, tmp_path / "models", "sync")
+    models = {}
+    for replicas, expected in ((1, False), (2, True)):
+        models[replicas] = model_module.build_model_from_experiment(
+            model_module.build_experiment(config, 2, replicas=replicas))
+        synchronised = [layer for layer in models[replicas].submodules if getattr(layer, "synchronized", False)]
+        assert bool(synchronised) is expected, replicas
+    # A run trained on several GPUs resumes on one (and back): the checkpoint is the same either way.
+    prefix = tf.train.Checkpoint(model=models[2]).write(str(tmp_path / "synchronised" / "ckpt"))
+    tf.train.Checkpoint(model=models[1]).read(prefix).assert_consumed()
+    for single, several in zip(models[1].weights, models[2].weights):
+        np.testing.assert_array_equal(single.numpy(), several.numpy())

@@ -121,13 +121,30 @@ class PretrainedWeights:
     reused: bool
 
 
+def _checkpoint_step(index: pathlib.Path) -> int:
+    """The step number of a ``ckpt-<step>.index`` file (-1 when its name carries none)."""
+    digits = index.name[: -len(".index")].rpartition("-")[2]
+    return int(digits) if digits.isdigit() else -1
+
+
 def _find_checkpoint_prefix(folder: pathlib.Path, url: str) -> str:
-    """The single checkpoint prefix (``<prefix>.index`` file) under an extracted archive."""
-    indexes = sorted(folder.rglob("*.index"))
+    """The checkpoint prefix (``<prefix>.index`` file) under an extracted archive.
+
+    Like Model Garden's ``RetinaNetTask.initialize`` given a folder, the latest checkpoint its
+    ``checkpoint`` state file names (``tf.train.latest_checkpoint``); without one, the highest
+    step (``ckpt-10`` after ``ckpt-9``, which sorting the names would get wrong).
+    """
+    import tensorflow as tf
+
+    indexes = list(folder.rglob("*.index"))
     if not indexes:
         raise errors.DownloadError(f"{url}: the archive holds no TensorFlow checkpoint (*.index). Delete nothing; "
                                    f"report this address to the DL4Cells maintainers and set pretrained = 'none'.")
-    return str(indexes[-1].with_suffix(""))
+    for holder in sorted({index.parent for index in indexes}):
+        latest = tf.train.latest_checkpoint(str(holder))
+        if latest and pathlib.Path(latest + ".index").is_file():
+            return latest
+    return str(max(indexes, key=lambda index: (_checkpoint_step(index), str(index))).with_suffix(""))
 
 
 def download_pretrained(spec: BackboneSpec, cache_dir: str | pathlib.Path | None = None,
@@ -177,8 +194,11 @@ def load_pretrained(model, spec: BackboneSpec, pretrained: PretrainedWeights) ->
     """
     import tensorflow as tf
 
+    # Model Garden reads ``tf.train.Checkpoint(backbone=..., decoder=...)``; a SpineNet RetinaNet
+    # has no decoder object (``identity`` decoder = None), so there it reads the backbone only.
+    # The decoder is read whenever it exists, frozen (no trainable weights) or not.
     modules = {"backbone": model.backbone}
-    if model.decoder is not None and model.decoder.trainable_weights:
+    if model.decoder is not None:
         modules["decoder"] = model.decoder
     try:
         status = tf.train.Checkpoint(**modules).read(pretrained.checkpoint_prefix)

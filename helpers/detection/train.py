@@ -119,7 +119,8 @@ def _build_loop(config, run, class_names, train_set, validation_set, callbacks, 
     """Experiment, task, model, optimiser and checkpoint, created under the strategy's scope."""
     steps = model_module.steps_per_epoch(config, train_set.number_of_images)
     experiment = model_module.build_experiment(config, len(class_names), train_set.pattern,
-                                               validation_set.pattern if validation_set else None, steps)
+                                               validation_set.pattern if validation_set else None, steps,
+                                               replicas=strategy.num_replicas_in_sync)
     task = model_module.build_task(experiment)
     with strategy.scope():
         model = model_module.build_model_from_experiment(experiment)
