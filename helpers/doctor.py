@@ -6,8 +6,11 @@ object index, message, fix) and the dataset keeps what is usable. The policy:
 
 * images and XML files are paired by file stem (``a.jpg`` + ``a.xml``); extensions are
   matched case-insensitively. An image without XML (or XML without image) is listed, not used.
-* unreadable images, malformed XML and a ``<size>`` that disagrees with the image's pixels
-  leave the pair out (listed).
+* every image of a pair is decoded in full (``images.check_image``, the decoder training uses),
+  so a truncated, empty or non-image file is listed here, and its pair left out, rather than
+  stopping training when its records are written. Malformed XML and a ``<size>`` that disagrees
+  with the decoded pixels leave the pair out too (listed). An image whose bytes are another
+  format than its extension says but that decodes (PNG bytes named ``.jpg``) is used (listed).
 * a box with zero or negative area is dropped (listed); a box reaching outside the image is
   clipped to it when ``clip_boxes`` (else dropped) and listed either way. Coordinates equal to
   the width/height (e.g. ``xmax = 640`` in a 640-pixel-wide image) are inside: boxes are
@@ -46,6 +49,7 @@ BOX_OUTSIDE_IMAGE = "box_outside_image"
 NEAR_DUPLICATE_BOX = "near_duplicate_box"
 CLASS_NAME_VARIANT = "class_name_variant"
 EMPTY_ANNOTATION = "empty_annotation"
+EXTENSION_MISMATCH = "extension_mismatch"
 
 # kind -> what happens to the data, in plain words (shown in summaries).
 PROBLEM_KINDS = {
@@ -61,6 +65,7 @@ PROBLEM_KINDS = {
     NEAR_DUPLICATE_BOX: "two boxes of one class almost on top of each other - both kept",
     CLASS_NAME_VARIANT: "class names differing only in case/spaces - kept as separate classes",
     EMPTY_ANNOTATION: "annotation without boxes - used as a background image (information)",
+    EXTENSION_MISMATCH: "image whose bytes are another format than its extension says - used (information)",
 }
 # IoU above which two same-class boxes count as one object annotated twice. 0.8, not 0.9:
 # BCCD's double-clicked RBC pairs have IoU 0.83-0.93, while real neighbouring cells stay below 0.6.
@@ -227,6 +232,37 @@ def _class_name_variants(items: list[DatasetItem], usable: dict[str, list[voc.Vo
                     f"({counts[main]} boxes) only in upper/lower case or spaces; they are trained as two classes.",
                     f"Rename {name!r} to {main!r} in your annotation tool (or the XML files) so they are one class."))
     return problems
+
+
+# ---------------------------------------------------------------- image files (shared by every task's doctor)
+
+UNREADABLE_IMAGE_FIX = "Re-export the image (PNG, JPEG or TIFF) or delete the file; it is left out of training."
+
+
+def check_image_file(path: pathlib.Path, file: str,
+                     left_out: str = "it is left out") -> tuple[images.ImageCheck | None, list[Problem]]:
+    """Decode one image in full, as training will, and say what is wrong with it.
+
+    Args:
+        path: the image file; file: its name as shown (relative to the user's folder).
+        left_out: what happens when it is unreadable, e.g. "it and a.xml are left out".
+
+    Returns:
+        (check, problems): ``check`` None and one ``unreadable_image`` problem when it cannot be
+        decoded; else the decoded size, plus an ``extension_mismatch`` note when the bytes are
+        another format than the extension says (it is still used: the decoder goes by the bytes).
+    """
+    try:
+        check = images.check_image(path)
+    except images.ImageReadError as error:
+        return None, [Problem(UNREADABLE_IMAGE, file, None, f"{file}: cannot be decoded ({error.reason}); "
+                              f"{left_out}.", UNREADABLE_IMAGE_FIX)]
+    if check.extension_note is None:
+        return check, []
+    renamed = pathlib.PurePosixPath(file).stem + images.FORMAT_EXTENSIONS[check.content_format]
+    return check, [Problem(EXTENSION_MISMATCH, file, None, f"{file}: {check.extension_note}; it is decoded by its "
+                           "content and used.", f"Nothing to fix for training; rename it to {renamed} so that "
+                           "other programs open it too.")]
 
 
 # ---------------------------------------------------------------- the dataset
@@ -575,12 +611,11 @@ def _pairing_problems(images_by_stem: dict[str, pathlib.Path], xml_by_stem: dict
 
 def _read_pair(stem: str, image_path: pathlib.Path, xml_path: pathlib.Path,
                images_dir: pathlib.Path) -> tuple[DatasetItem | None, list[Problem]]:
-    """Read one pair; (None, problems) when it cannot be used."""
-    try:
-        width, height = images.image_size(image_path)
-    except errors.DatasetError as error:
-        return None, [Problem(UNREADABLE_IMAGE, image_path.name, None, str(error),
-                              "Re-export the image as PNG, JPEG or TIFF, or remove it and its annotation.")]
+    """Read one pair (the image decoded in full); (None, problems) when it cannot be used."""
+    check, problems = check_image_file(image_path, image_path.name, f"it and {xml_path.name} are left out")
+    if check is None:
+        return None, problems
+    width, height = check.width, check.height
     try:
         annotation = voc.read_voc(xml_path, images_dir=images_dir)
     except errors.DatasetError as error:
@@ -592,7 +627,6 @@ def _read_pair(stem: str, image_path: pathlib.Path, xml_path: pathlib.Path,
                               f"{image_path.name} is {width} x {height} pixels; the pair is not used.",
                               "The image was probably resized or rotated after annotation: use the annotated "
                               "image, or annotate this one again.")]
-    problems = []
     named = pathlib.PureWindowsPath(annotation.filename).name if annotation.filename else ""
     if named and named.casefold() != image_path.name.casefold() and (images_dir / named).is_file():
         problems.append(Problem(FILENAME_MISMATCH, xml_path.name, None,
@@ -610,7 +644,7 @@ def _read_pair(stem: str, image_path: pathlib.Path, xml_path: pathlib.Path,
 def _progress(iterable: Iterable, total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc="Checking annotations", unit="file", disable=not enabled,
+    return tqdm(iterable, total=total, desc="Checking images and annotations", unit="pair", disable=not enabled,
                 file=sys.stderr, leave=False)
 
 
@@ -619,7 +653,8 @@ def load_detection_dataset(images_dir: str | pathlib.Path, annotations_dir: str 
                            near_duplicate_iou: float = NEAR_DUPLICATE_IOU) -> DetectionDataset:
     """Pair images with VOC XML files by name stem, check everything, and keep what is usable.
 
-    Nothing in either folder is written, moved or deleted. Only image headers are read.
+    Nothing in either folder is written, moved or deleted. Every paired image is decoded once in
+    full (progress bar), so an image training could not read is listed now and its pair left out.
 
     Args:
         images_dir: folder of images (.png .jpg .jpeg .bmp .tif .tiff, any case; not recursive).

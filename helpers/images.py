@@ -16,11 +16,18 @@ Normalisation (what ``read_image`` returns for every input):
       first three of a multi-channel TIFF are dropped.
     * EXIF orientation is NOT applied: pixels are returned as stored, which is also how
       ``image_size`` reports width and height (so boxes and sizes agree).
+
+The reader is chosen by the extension, OpenCV itself recognises PNG/JPEG/BMP by their bytes:
+PNG bytes named ``.jpg`` are read, JPEG bytes named ``.tif`` are not. ``check_image`` (used by
+every task's data check) decodes a file exactly as ``read_image`` does and also says when the
+bytes and the extension disagree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import zlib
 
 import numpy as np
 
@@ -29,6 +36,20 @@ from helpers import errors
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 STRETCH_PERCENTILES = (0.1, 99.9)
+# Format -> how its files begin (magic numbers), and the format each extension promises.
+FORMAT_SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",), "BMP": (b"BM",),
+                     "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")}
+EXTENSION_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+class ImageReadError(errors.DatasetError):
+    """An image file that cannot be decoded; ``reason`` is the short cause (no path, no fix)."""
+
+    def __init__(self, path: pathlib.Path, reason: object):
+        self.path, self.reason = pathlib.Path(path), str(reason)
+        super().__init__(f"{path}: cannot read this image ({reason}). "
+                         "Fix: re-export it as PNG, JPEG or TIFF, or remove it.")
 
 
 def is_image_file(path: str | pathlib.Path) -> bool:
@@ -59,9 +80,19 @@ def _is_tiff(path: pathlib.Path) -> bool:
     return path.suffix.lower() in TIFF_EXTENSIONS
 
 
-def _unreadable(path: pathlib.Path, reason: object) -> errors.DatasetError:
-    return errors.DatasetError(
-        f"{path}: cannot read this image ({reason}). Fix: re-export it as PNG, JPEG or TIFF, or remove it.")
+def _unreadable(path: pathlib.Path, reason: object) -> ImageReadError:
+    return ImageReadError(path, reason)
+
+
+def content_format(path: str | pathlib.Path) -> str | None:
+    """"PNG", "JPEG", "BMP" or "TIFF" from the file's first bytes; None for anything else (or unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(8)
+    except OSError:
+        return None
+    return next((name for name, signatures in FORMAT_SIGNATURES.items()
+                 if any(start.startswith(signature) for signature in signatures)), None)
 
 
 def image_size(path: str | pathlib.Path) -> tuple[int, int]:
@@ -99,7 +130,9 @@ def _read_tiff_first_page(path: pathlib.Path) -> np.ndarray:
             page = tiff.pages[0]
             pixels = page.asarray()
             axes = page.axes
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as error:
+    # Besides its own errors, tifffile lets its codecs' errors through: zlib.error for truncated
+    # deflate data, KeyError for a compression whose codec (imagecodecs) is not installed.
+    except (OSError, ValueError, IndexError, KeyError, zlib.error, tifffile.TiffFileError) as error:
         raise _unreadable(path, error) from error
     pixels = np.squeeze(pixels)
     # Planar ("separate") TIFFs store samples first (axes 'SYX'); move them last.
@@ -116,9 +149,15 @@ def _read_with_opencv(path: pathlib.Path) -> np.ndarray:
         encoded = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise _unreadable(path, error) from error
-    pixels = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
+    try:
+        pixels = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
+    except cv2.error as error:  # e.g. a header claiming more pixels than OpenCV allows
+        raise _unreadable(path, str(error).strip().splitlines()[-1]) from error
     if pixels is None:
-        raise _unreadable(path, "not a valid PNG, JPEG or BMP file" if encoded.size else "the file is empty")
+        found = content_format(path)
+        raise _unreadable(path, "the file is empty (0 bytes)" if not encoded.size
+                          else f"its {found} data is truncated or corrupt" if found
+                          else "its content is not a PNG, JPEG or BMP image")
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     elif pixels.ndim == 3 and pixels.shape[2] == 4:
@@ -170,6 +209,8 @@ def read_image(path: str | pathlib.Path) -> np.ndarray:
     path = pathlib.Path(path)
     if not path.is_file():
         raise _unreadable(path, "file not found")
+    if path.stat().st_size == 0:
+        raise _unreadable(path, "the file is empty (0 bytes)")
     pixels = _read_tiff_first_page(path) if _is_tiff(path) else _read_with_opencv(path)
     if pixels.dtype == bool:
         pixels = pixels.astype(np.uint8) * 255
@@ -178,6 +219,58 @@ def read_image(path: str | pathlib.Path) -> np.ndarray:
     # Stretch before repeating gray to 3 channels: percentiles are then those of the real samples.
     colour = to_uint8(_colour_channels(pixels, path))
     return np.ascontiguousarray(np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour)
+
+
+@dataclasses.dataclass
+class ImageCheck:
+    """What the data check learnt from decoding one image file.
+
+    Attributes:
+        width, height: pixels of the decoded image (what training gets).
+        content_format: format found in the bytes ("PNG", "JPEG", ...), or None.
+        extension_note: e.g. "it holds PNG data but is named .jpg"; None when bytes and name agree.
+    """
+
+    width: int
+    height: int
+    content_format: str | None
+    extension_note: str | None = None
+
+
+def _extension_note(path: pathlib.Path, found: str | None) -> str | None:
+    promised = EXTENSION_FORMATS.get(path.suffix.lower())
+    if found is None or promised is None or found == promised:
+        return None
+    return f"it holds {found} data but is named {path.suffix}"
+
+
+def check_image(path: str | pathlib.Path) -> ImageCheck:
+    """Decode the whole image with ``read_image``, the reader every training pipeline uses.
+
+    Readable means exactly "``read_image`` returns pixels": detection records, the classification
+    and grading ``tf.data`` loaders and prediction all decode through it, so a file this passes
+    cannot stop training later, and a file it rejects would. A header-only check is not enough:
+    a truncated JPEG keeps a valid header (size known) while its pixels cannot be decoded.
+
+    Returns:
+        The decoded width and height, the format found in the bytes and, when it differs from the
+        one the extension names but the file still decodes, a note saying so.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated, corrupt or not a supported image;
+            ``reason`` names the cause (and the right extension when the bytes are another format).
+    """
+    path = pathlib.Path(path)
+    found = content_format(path)
+    note = _extension_note(path, found)
+    try:
+        pixels = read_image(path)
+    except ImageReadError as error:
+        if note is None:
+            raise
+        raise _unreadable(path, f"{note}, and the {path.suffix} reader cannot decode it; "
+                                f"renamed to {FORMAT_EXTENSIONS[found]} it may be readable") from error
+    return ImageCheck(int(pixels.shape[1]), int(pixels.shape[0]), found, note)
 
 
 def write_image(path: str | pathlib.Path, rgb: np.ndarray) -> pathlib.Path:

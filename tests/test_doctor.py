@@ -171,7 +171,7 @@ def test_progress_bar_goes_to_stderr_only_when_asked(messy, capsys):
     assert capsys.readouterr().err == ""
     doctor.load_detection_dataset(*messy, progress=True)
     captured = capsys.readouterr()
-    assert "Checking annotations" in captured.err and captured.out == ""
+    assert "Checking images and annotations" in captured.err and captured.out == ""
 
 
 def test_tables_and_summary(messy, tmp_path, capsys):

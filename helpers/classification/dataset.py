@@ -12,8 +12,11 @@ The doctor never raises for a problem it can work around; each becomes a
 ``helpers.doctor.Problem`` (kind, file, object_index None, message, fix) and the dataset keeps
 what is usable. The policy:
 
-* unreadable images (cannot be decoded), CSV rows naming a missing file, rows without a label
-  and images without a row are left out (listed);
+* every image is decoded in full with the decoder training uses (``helpers.images.check_image``):
+  truncated, empty and non-image files are left out (listed) instead of stopping training; bytes
+  of another format than the extension says that still decode are used (listed as information);
+* CSV rows naming a missing file, rows without a label and images without a row are left out
+  (listed);
 * the same bytes under two different labels (found by SHA-256) leave every copy out: which label
   is right cannot be decided here; the same bytes twice under one label are kept but listed
   (the copies may land in training and validation and flatter the validation figures);
@@ -32,7 +35,8 @@ from typing import Any
 
 from helpers import doctor, errors, images
 
-UNREADABLE_IMAGE = "unreadable_image"
+UNREADABLE_IMAGE = doctor.UNREADABLE_IMAGE
+EXTENSION_MISMATCH = doctor.EXTENSION_MISMATCH
 MISSING_FILE = "missing_file"
 MISSING_LABEL = "missing_label"
 UNLABELLED_IMAGE = "unlabelled_image"
@@ -44,7 +48,8 @@ CLASS_IMBALANCE = "class_imbalance"
 
 # kind -> what happens to the data, in plain words (shown in summaries).
 PROBLEM_KINDS = {
-    UNREADABLE_IMAGE: "image cannot be read - not used",
+    UNREADABLE_IMAGE: "image cannot be decoded (truncated, empty or not an image) - not used",
+    EXTENSION_MISMATCH: doctor.PROBLEM_KINDS[doctor.EXTENSION_MISMATCH],
     MISSING_FILE: "CSV row names a file that is not in the images folder - not used",
     MISSING_LABEL: "CSV row without a label - not used",
     UNLABELLED_IMAGE: "image without a label (no CSV row, or outside a class subfolder) - not used",
@@ -252,20 +257,16 @@ def _sha256(path: pathlib.Path) -> str:
 
 def read_items(images_dir: pathlib.Path, entries, problems: list[doctor.Problem],
                 progress: bool) -> list[ClassificationItem]:
-    """Decode every image once (so unreadable ones are found now, not mid-training) and hash its bytes."""
+    """Decode every image once, as training will (so unreadable ones are found now, not mid-training), and hash it."""
     from tqdm.auto import tqdm
 
     items = []
     for key, label, group in tqdm(entries, desc="Checking images", unit="image", disable=not progress):
         path = images_dir / key
-        try:
-            pixels = images.read_image(path)
-        except errors.DatasetError as error:
-            problems.append(doctor.Problem(UNREADABLE_IMAGE, key, None, str(error).split(". ")[0] + ".",
-                                           "Re-export the image as PNG or JPEG, or delete it from the dataset."))
-            continue
-        items.append(ClassificationItem(key, path, label, group, _sha256(path), int(pixels.shape[1]),
-                                        int(pixels.shape[0])))
+        check, image_problems = doctor.check_image_file(path, key)
+        problems.extend(image_problems)
+        if check is not None:
+            items.append(ClassificationItem(key, path, label, group, _sha256(path), check.width, check.height))
     return items
 
 

@@ -4,9 +4,10 @@ The CSV has a ``filename`` column (path relative to the images folder), a grade 
 ``grade``; whole numbers 0..K-1) and optionally a group column (e.g. ``patient_id``: both eyes of
 one patient must stay in one split). Neither the folder nor the CSV is ever written to.
 
-The checks are the classification doctor's (``helpers.classification.dataset``: unreadable
-images, missing files, images without a row, identical bytes under two grades — every copy left
-out —, grades with few images, extreme imbalance) plus the grade-specific ones below, each a
+The checks are the classification doctor's (``helpers.classification.dataset``: every image
+decoded in full as training will, unreadable ones left out, missing files, images without a
+row, identical bytes under two grades — every copy left out —, grades with few images, extreme
+imbalance) plus the grade-specific ones below, each a
 ``helpers.doctor.Problem``; nothing is dropped without being listed:
 
 * a grade that is not a whole number 0..K-1 (row left out: K may be wrong, or a typo);
