@@ -18,6 +18,16 @@ object index, message, fix) and the dataset keeps what is usable. The policy:
 * near-duplicate boxes (same class, IoU above ``near_duplicate_iou``) and class names that
   differ only in case or whitespace are listed but kept as they are.
 * an XML file without objects is a valid background image (listed as information).
+* annotations may also be one COCO or BBBC041 ``.json`` file (``helpers.annotation_formats`` reads it
+  into the same VOC model): images are then paired by the file name the JSON gives (not by
+  stem), and the same problem kinds apply: a JSON image whose file is missing, or boxes of an
+  image id the file does not list, are ``annotation_without_image``; an image of the folder the
+  JSON does not list is ``image_without_annotation``; a malformed box or an unknown category
+  leaves its image out as ``unreadable_annotation``; a size that disagrees with the pixels is
+  ``size_mismatch``; two entries for one image stem are ``duplicate_stem``. Messages name the
+  file and the image: ``train.json [a.png]: object 2 ...`` (objects counted in the file's order
+  for that image). Crowd regions (COCO ``iscrowd`` 1, BBBC041 ``difficult``) are checked like
+  any box, left out of training (``usable_objects``) and kept for QC (``scoring_objects``).
 
 Object indices in ``Problem.object_index`` count from 0 (position in ``annotation.objects``);
 messages count from 1 ("object 3" is the third ``<object>`` in the file).
@@ -27,15 +37,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import pathlib
 import statistics as statistics_module
 import sys
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from helpers import errors, images, voc
+from helpers import annotation_formats, errors, images, voc
 
 IMAGE_WITHOUT_ANNOTATION = "image_without_annotation"
 ANNOTATION_WITHOUT_IMAGE = "annotation_without_image"
@@ -50,6 +61,7 @@ NEAR_DUPLICATE_BOX = "near_duplicate_box"
 CLASS_NAME_VARIANT = "class_name_variant"
 EMPTY_ANNOTATION = "empty_annotation"
 EXTENSION_MISMATCH = "extension_mismatch"
+CROWD_REGION = "crowd_region"
 
 # kind -> what happens to the data, in plain words (shown in summaries).
 PROBLEM_KINDS = {
@@ -57,8 +69,8 @@ PROBLEM_KINDS = {
     ANNOTATION_WITHOUT_IMAGE: "annotation file without an image - not used",
     DUPLICATE_STEM: "two files share one name stem - only the first is used",
     UNREADABLE_IMAGE: "image cannot be read - pair not used",
-    UNREADABLE_ANNOTATION: "annotation file cannot be read - pair not used",
-    SIZE_MISMATCH: "<size> in the XML differs from the image - pair not used",
+    UNREADABLE_ANNOTATION: "annotation file (or a JSON image's boxes) cannot be read - pair not used",
+    SIZE_MISMATCH: "image size in the annotation (<size>, or the JSON's) differs from the image - pair not used",
     FILENAME_MISMATCH: "<filename> names another image - paired by file name stem instead",
     ZERO_AREA_BOX: "box with zero or negative area - dropped",
     BOX_OUTSIDE_IMAGE: "box reaches outside the image - clipped or dropped",
@@ -66,6 +78,7 @@ PROBLEM_KINDS = {
     CLASS_NAME_VARIANT: "class names differing only in case/spaces - kept as separate classes",
     EMPTY_ANNOTATION: "annotation without boxes - used as a background image (information)",
     EXTENSION_MISMATCH: "image whose bytes are another format than its extension says - used (information)",
+    CROWD_REGION: "crowd region (COCO iscrowd=1, BBBC041 'difficult') - not trained on, ignored by QC (information)",
 }
 # IoU above which two same-class boxes count as one object annotated twice. 0.8, not 0.9:
 # BCCD's double-clicked RBC pairs have IoU 0.83-0.93, while real neighbouring cells stay below 0.6.
@@ -79,7 +92,8 @@ class Problem:
 
     Attributes:
         kind: one of ``PROBLEM_KINDS`` (e.g. "zero_area_box").
-        file: file name relative to the folder the user gave (image or XML).
+        file: file name relative to the folder the user gave (image or XML), or for a JSON file
+            ``"train.json [a.png]"`` (the JSON and the image) or ``"train.json"``.
         object_index: 0-based position of the box in ``annotation.objects``; None for file-level problems.
         message: one line saying what is wrong and what the doctor did about it.
         fix: one sentence saying how the user can fix it.
@@ -99,14 +113,21 @@ class DatasetItem:
     Attributes:
         stem: the shared file name stem, e.g. "BloodImage_00001".
         image_path: the image file.
-        annotation_path: the VOC XML file.
+        annotation_path: the VOC XML file, or the COCO / BBBC041 JSON file holding its boxes.
         annotation: as read: boxes NOT altered (use ``DetectionDataset.usable_objects``).
+        annotation_name: how messages name the annotation: the XML's name (the default), or
+            ``"train.json [a.png]"`` for a JSON file.
     """
 
     stem: str
     image_path: pathlib.Path
     annotation_path: pathlib.Path
     annotation: voc.VocAnnotation
+    annotation_name: str = ""
+
+    def __post_init__(self):
+        if not self.annotation_name:
+            self.annotation_name = pathlib.Path(self.annotation_path).name
 
 
 # ---------------------------------------------------------------- box geometry
@@ -152,7 +173,7 @@ def _apply_box_policy(item: DatasetItem, clip_boxes: bool) -> tuple[list[tuple[i
     Zero/negative-area boxes are dropped; boxes reaching outside [0, width] x [0, height] are
     clipped (``clip_boxes``) or dropped. Near-duplicates are checked separately.
     """
-    annotation, xml_name = item.annotation, item.annotation_path.name
+    annotation, xml_name = item.annotation, item.annotation_name
     usable, problems = [], []
     for index, obj in enumerate(annotation.objects):
         label, box_text = _object_label(index, obj), _describe_box(obj)
@@ -186,7 +207,7 @@ def _apply_box_policy(item: DatasetItem, clip_boxes: bool) -> tuple[list[tuple[i
 
 def _near_duplicates(item: DatasetItem, usable: list[tuple[int, voc.VocObject]], threshold: float) -> list[Problem]:
     """One problem per pair of same-class usable boxes with IoU > ``threshold`` (reported on the later box)."""
-    xml_name, problems = item.annotation_path.name, []
+    xml_name, problems = item.annotation_name, []
     by_class: dict[str, list[tuple[int, voc.VocObject]]] = collections.defaultdict(list)
     for index, obj in usable:
         by_class[obj.name].append((index, obj))
@@ -215,7 +236,7 @@ def _class_name_variants(items: list[DatasetItem], usable: dict[str, list[voc.Vo
     for item in items:
         for obj in usable[item.stem]:
             counts[obj.name] += 1
-            first_file.setdefault(obj.name, item.annotation_path.name)
+            first_file.setdefault(obj.name, item.annotation_name)
     groups: dict[str, list[str]] = collections.defaultdict(list)
     for name in sorted(counts):
         groups[" ".join(name.split()).casefold()].append(name)
@@ -272,21 +293,29 @@ class DetectionDataset:
     """Usable image/annotation pairs of a detection dataset and every problem found.
 
     Attributes:
-        images_dir, annotations_dir: the folders given (never written to).
+        images_dir, annotations_dir: the folder and the annotation folder or JSON file given
+            (never written to).
         items: usable pairs, sorted by stem.
         problems: every finding, in a fixed order (pairing, then per stem, then class names).
         classes: sorted class names of the usable boxes.
         clip_boxes: the policy for boxes reaching outside the image.
+        annotation_format: ``helpers.annotation_formats.VOC``, ``COCO`` or ``BBBC041``.
+        annotation_description: the format found and its size, e.g. "COCO JSON, 14 images, 3 categories (train.json)".
     """
 
     def __init__(self, images_dir: pathlib.Path, annotations_dir: pathlib.Path, items: list[DatasetItem],
-                 problems: list[Problem], usable: dict[str, list[voc.VocObject]], clip_boxes: bool = True):
+                 problems: list[Problem], usable: dict[str, list[voc.VocObject]], clip_boxes: bool = True,
+                 kept: dict[str, list[voc.VocObject]] | None = None, annotation_format: str = annotation_formats.VOC,
+                 annotation_description: str = ""):
         self.images_dir = pathlib.Path(images_dir)
         self.annotations_dir = pathlib.Path(annotations_dir)
         self.items = items
         self.problems = problems
         self.clip_boxes = clip_boxes
+        self.annotation_format = annotation_format
+        self.annotation_description = annotation_description or annotation_formats.FORMAT_NAMES[annotation_format]
         self._usable = usable
+        self._kept = usable if kept is None else kept
         self._items_by_stem = {item.stem: item for item in items}
         self.classes = sorted({obj.name for item in items for obj in usable[item.stem]})
 
@@ -295,13 +324,28 @@ class DetectionDataset:
                 f"{len(self.problems)} problems, images_dir={str(self.images_dir)!r})")
 
     def usable_objects(self, item: DatasetItem) -> list[voc.VocObject]:
-        """Boxes of ``item`` after the policy: zero/negative area dropped, outside clipped or dropped.
+        """Boxes of ``item`` to train on, after the policy: zero/negative area dropped, outside clipped or
+        dropped, crowd regions left out.
 
         Works for items of other datasets too (the policy is applied on the fly). Near-duplicates are kept.
         """
         if self._items_by_stem.get(item.stem) is item:
             return list(self._usable[item.stem])
-        return [obj for _, obj in _apply_box_policy(item, self.clip_boxes)[0]]
+        return [obj for _, obj in _apply_box_policy(item, self.clip_boxes)[0] if not obj.crowd]
+
+    def scoring_objects(self, item: DatasetItem, classes: Sequence[str] | None = None) -> list[voc.VocObject]:
+        """Boxes to score ``item`` against in QC: ``usable_objects`` plus its crowd regions (after the same policy).
+
+        Crowd regions are difficult boxes (ignored by scoring); one whose name is not a class (BBBC041's
+        ``difficult``) is given once per class of ``classes`` (default: this dataset's classes), so that
+        a detection of any class inside it is ignored (``helpers.annotation_formats.scoring_objects``). For a
+        VOC dataset this equals ``usable_objects`` (VOC has no crowd regions).
+        """
+        if self._items_by_stem.get(item.stem) is item:
+            kept = list(self._kept[item.stem])
+        else:
+            kept = [obj for _, obj in _apply_box_policy(item, self.clip_boxes)[0]]
+        return annotation_formats.scoring_objects(kept, self.classes if classes is None else classes)
 
     def problem_counts(self) -> dict[str, int]:
         """Number of problems per kind, kinds in ``PROBLEM_KINDS`` order."""
@@ -388,6 +432,7 @@ class DetectionDataset:
         stats = self.statistics()
         per_class = ", ".join(f"{name} {count}" for name, count in stats["objects_per_class"].items()) or "none"
         lines = [f"Dataset check of {self.images_dir} and {self.annotations_dir}:",
+                 f"  Annotations: {self.annotation_description}.",
                  f"  {stats['images']} usable image/annotation pairs, {len(self.classes)} classes.",
                  f"  {stats['objects']} usable boxes (of {stats['objects_read']} read): {per_class}."]
         if stats["images"]:
@@ -585,9 +630,6 @@ def _files_by_stem(paths: Iterable[pathlib.Path], problems: list[Problem]) -> di
 
 
 def _list_annotations(annotations_dir: pathlib.Path) -> list[pathlib.Path]:
-    if not annotations_dir.is_dir():
-        raise errors.DatasetError(f"{annotations_dir}: annotation folder not found. "
-                                  "Fix the path in the form (it must be a folder of PASCAL VOC .xml files).")
     return [path for path in annotations_dir.iterdir()
             if path.is_file() and path.suffix.lower() == ".xml" and not path.name.startswith(".")]
 
@@ -641,6 +683,112 @@ def _read_pair(stem: str, image_path: pathlib.Path, xml_path: pathlib.Path,
     return DatasetItem(stem, image_path, xml_path, annotation), problems
 
 
+# ---------------------------------------------------------------- COCO / BBBC041 JSON
+
+
+def _json_pairing(source: annotation_formats.JsonAnnotations, image_paths: list[pathlib.Path],
+                  images_dir: pathlib.Path) -> tuple[list[tuple[str, annotation_formats.JsonImage]], list[Problem]]:
+    """(stem, image) of each JSON image to read, and the pairing problems (the JSON's own first).
+
+    An image is paired with the file the JSON names (``helpers.annotation_formats.find_image``), not by stem.
+    """
+    json_name = source.path.name
+    problems = [Problem(ANNOTATION_WITHOUT_IMAGE, json_name, None, f"{message}; its box is not used.", fix)
+                for message, fix in source.orphans]
+    chosen: dict[str, annotation_formats.JsonImage] = {}
+    referenced = set()
+    for entry in source.images:
+        if entry.image_path is None and entry.error is None:
+            problems.append(Problem(ANNOTATION_WITHOUT_IMAGE, entry.label, None,
+                                    f"{entry.label}: image {entry.reference!r} was not found in {images_dir} (nor by "
+                                    "its base name or stem); its boxes are not used.",
+                                    "Put the image in the images folder under the name the JSON gives, or remove "
+                                    "it from the export."))
+            continue
+        if entry.image_path is not None:
+            referenced.add(entry.image_path.resolve())
+        if entry.error is not None:
+            message, fix = entry.error
+            problems.append(Problem(UNREADABLE_ANNOTATION, entry.label, None, f"{message}; the image is not used.", fix))
+            continue
+        stem = entry.image_path.stem
+        if stem in chosen:
+            first = chosen[stem]
+            problems.append(Problem(DUPLICATE_STEM, entry.label, None,
+                                    f"{entry.label}: image {entry.image_path.name} has the same name stem as "
+                                    f"{first.image_path.name} ({first.label}); only the first is used.",
+                                    "Rename or remove one of the two images (and its entry) so each image has one "
+                                    "name stem."))
+            continue
+        chosen[stem] = entry
+    for path in image_paths:
+        if path.resolve() not in referenced:
+            problems.append(Problem(IMAGE_WITHOUT_ANNOTATION, path.name, None,
+                                    f"{path.name} is not listed in {json_name}; it is not used.",
+                                    f"Annotate it and export {json_name} again, or move the image out."))
+    return sorted(chosen.items()), problems
+
+
+def _crowd_note(item: DatasetItem, marked_as: str) -> list[Problem]:
+    """One information row per image holding crowd regions; ``marked_as`` e.g. "iscrowd=1"."""
+    indices = [index for index, obj in enumerate(item.annotation.objects) if obj.crowd]
+    if not indices:
+        return []
+    numbers = ", ".join(str(index + 1) for index in indices[:EXAMPLES_PER_KIND]) + (
+        ", ..." if len(indices) > EXAMPLES_PER_KIND else "")
+    what = ("1 crowd region (object {}, {}) is" if len(indices) == 1 else
+            f"{len(indices)} crowd regions (objects {{}}, {{}}) are").format(numbers, marked_as)
+    return [Problem(CROWD_REGION, item.annotation_name, indices[0],
+                    f"{item.annotation_name}: {what} not trained on; quality control ignores detections inside "
+                    "them.",
+                    "Nothing to fix if they are regions of cells that cannot be told apart; to train on a cell, "
+                    "give it a class (and iscrowd 0) in your annotation tool.")]
+
+
+def _read_json_image(stem: str, entry: annotation_formats.JsonImage,
+                     source: annotation_formats.JsonAnnotations) -> tuple[DatasetItem | None, list[Problem]]:
+    """Check one JSON image (decoded in full) against its entry; (None, problems) when it cannot be used."""
+    image_path, label = entry.image_path, entry.label
+    check, problems = check_image_file(image_path, image_path.name, f"it and its boxes in {source.path.name} "
+                                                                     "are left out")
+    if check is None:
+        return None, problems
+    annotation = entry.annotation
+    if (annotation.width, annotation.height) != (check.width, check.height):
+        return None, [Problem(SIZE_MISMATCH, label, None,
+                              f"{label}: the file gives the size {annotation.width} x {annotation.height} but "
+                              f"{image_path.name} is {check.width} x {check.height} pixels; the image is not used.",
+                              "The image was probably resized or rotated after annotation: use the annotated "
+                              "image, or annotate this one again.")]
+    if not annotation.objects:
+        problems.append(Problem(EMPTY_ANNOTATION, label, None,
+                                f"{label} has no boxes; {image_path.name} is used as a background image.",
+                                "Nothing to fix if the image really shows no objects; otherwise annotate it."))
+    item = DatasetItem(stem, image_path, source.path, annotation, annotation_name=label)
+    marked_as = "iscrowd=1" if source.format == annotation_formats.COCO else "category 'difficult'"
+    return item, problems + _crowd_note(item, marked_as)
+
+
+def _pair_readers(images_dir: pathlib.Path, annotations_path: pathlib.Path,
+                  problems: list[Problem]) -> tuple[list[Callable[[], tuple]], str, str]:
+    """One reader per image/annotation pair to check (pairing problems appended), the format and its description."""
+    annotation_format = annotation_formats.detect_format(annotations_path)
+    if annotation_format == annotation_formats.VOC:
+        images_by_stem = _files_by_stem(images.list_images(images_dir), problems)
+        xml_by_stem = _files_by_stem(_list_annotations(annotations_path), problems)
+        problems.extend(_pairing_problems(images_by_stem, xml_by_stem))
+        readers = [functools.partial(_read_pair, stem, images_by_stem[stem], xml_by_stem[stem], images_dir)
+                   for stem in sorted(set(images_by_stem) & set(xml_by_stem))]
+        return readers, annotation_format, (f"{annotation_formats.FORMAT_NAMES[annotation_format]}, {len(xml_by_stem)} "
+                                             f".xml files ({annotations_path.name}/)")
+    image_paths = images.list_images(images_dir)
+    source = annotation_formats.read_json_annotations(annotations_path, images_dir)
+    pairs, pairing_problems = _json_pairing(source, image_paths, images_dir)
+    problems.extend(pairing_problems)
+    readers = [functools.partial(_read_json_image, stem, entry, source) for stem, entry in pairs]
+    return readers, annotation_format, source.description()
+
+
 def _progress(iterable: Iterable, total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -651,39 +799,44 @@ def _progress(iterable: Iterable, total: int, enabled: bool):
 def load_detection_dataset(images_dir: str | pathlib.Path, annotations_dir: str | pathlib.Path,
                            clip_boxes: bool = True, progress: bool = True,
                            near_duplicate_iou: float = NEAR_DUPLICATE_IOU) -> DetectionDataset:
-    """Pair images with VOC XML files by name stem, check everything, and keep what is usable.
+    """Pair images with their annotations, check everything, and keep what is usable.
 
     Nothing in either folder is written, moved or deleted. Every paired image is decoded once in
     full (progress bar), so an image training could not read is listed now and its pair left out.
 
     Args:
         images_dir: folder of images (.png .jpg .jpeg .bmp .tif .tiff, any case; not recursive).
-        annotations_dir: folder of PASCAL VOC .xml files (may be the same folder).
+        annotations_dir: folder of PASCAL VOC .xml files (may be the same folder; paired by name
+            stem), or one COCO or BBBC041 .json file (paired by the file names it gives; the
+            format is detected, ``helpers.annotation_formats``).
         clip_boxes: clip boxes reaching outside the image (True) or drop them (False); listed either way.
         progress: show a progress bar on stderr.
         near_duplicate_iou: same-class boxes overlapping more than this are listed as near-duplicates.
 
     Returns:
-        The dataset: usable items sorted by stem, every problem, the classes.
+        The dataset: usable items sorted by stem, every problem, the classes, the format found.
 
     Raises:
-        DatasetError: a folder does not exist (everything else becomes a ``Problem``).
+        DatasetError: a folder or the file does not exist; a JSON file that cannot be read or
+            parsed, or misses a top-level list (everything else becomes a ``Problem``).
+        ConfigError: a file that is neither a folder of XML nor COCO / BBBC041 JSON.
     """
     images_dir, annotations_dir = pathlib.Path(images_dir), pathlib.Path(annotations_dir)
     problems: list[Problem] = []
-    images_by_stem = _files_by_stem(images.list_images(images_dir), problems)
-    xml_by_stem = _files_by_stem(_list_annotations(annotations_dir), problems)
-    problems.extend(_pairing_problems(images_by_stem, xml_by_stem))
-    stems = sorted(set(images_by_stem) & set(xml_by_stem))
-    items, usable = [], {}
-    for stem in _progress(stems, len(stems), progress):
-        item, pair_problems = _read_pair(stem, images_by_stem[stem], xml_by_stem[stem], images_dir)
+    images.list_images(images_dir)  # a missing image folder is named before the annotations
+    readers, annotation_format, description = _pair_readers(images_dir, annotations_dir, problems)
+    items, usable, kept_by_stem = [], {}, {}
+    for read in _progress(readers, len(readers), progress):
+        item, pair_problems = read()
         problems.extend(pair_problems)
         if item is None:
             continue
         kept, box_problems = _apply_box_policy(item, clip_boxes)
-        problems.extend(box_problems + _near_duplicates(item, kept, near_duplicate_iou))
+        trained = [(index, obj) for index, obj in kept if not obj.crowd]
+        problems.extend(box_problems + _near_duplicates(item, trained, near_duplicate_iou))
         items.append(item)
-        usable[stem] = [obj for _, obj in kept]
+        usable[item.stem] = [obj for _, obj in trained]
+        kept_by_stem[item.stem] = [obj for _, obj in kept]
     problems.extend(_class_name_variants(items, usable))
-    return DetectionDataset(images_dir, annotations_dir, items, problems, usable, clip_boxes)
+    return DetectionDataset(images_dir, annotations_dir, items, problems, usable, clip_boxes, kept=kept_by_stem,
+                            annotation_format=annotation_format, annotation_description=description)

@@ -40,6 +40,10 @@ class VocObject:
         difficult: ``<difficult>`` is 1 (VOC evaluation ignores these boxes).
         truncated: ``<truncated>`` is 1 (object cut by the image border).
         score: ``<score>`` written by our predictions; None for ground truth.
+        crowd: a region holding objects rather than one object: COCO ``iscrowd`` 1, or BBBC041's
+            ``difficult`` category (``helpers.annotation_formats``); ``difficult`` is set too. The dataset
+            doctor leaves it out of training and QC scores it as a crowd region. VOC XML has no such
+            tag: never read from or written to ``.xml`` (False for every VOC box).
     """
 
     name: str
@@ -50,6 +54,7 @@ class VocObject:
     difficult: bool = False
     truncated: bool = False
     score: float | None = None
+    crowd: bool = False
 
 
 @dataclasses.dataclass

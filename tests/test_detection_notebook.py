@@ -2,8 +2,9 @@
 
 On a small subset of ../shared/data/bccd when present (linked into tmp_path, never copied into
 the repository), otherwise on generated synthetic data. Then checks what a user gets: both PDFs
-with config and metrics text, history.csv with one row per epoch, predictions that parse, and
-the QC command's JSON. The executed notebook is also checked with nbval (--nbval-lax).
+with config and metrics text (count agreement included), history.csv with one row per epoch,
+predictions and counts.csv that parse, and the QC command's JSON. The executed notebook is also
+checked with nbval (--nbval-lax).
 """
 
 import json
@@ -71,6 +72,9 @@ def test_qc_report_has_metrics_with_thresholds(executed):
     text = pdf_text(executed["run"] / "qc_report.pdf")
     assert "mAP50-95" in text and "IoU" in text and "score ≥" in text
     assert "DetectionConfig" in text
+    flat = text.replace("\n", " ")  # pypdf breaks lines where the PDF wraps them
+    assert "Counts: predicted vs annotated objects per image" in flat and "Bland-Altman bias" in flat
+    assert "Best count agreement at score threshold" in flat and "chosen on these QC images (optimistic)" in flat
 
 
 def test_history_has_one_row_per_epoch(executed):
@@ -92,6 +96,18 @@ def test_predictions_parse_with_our_readers(executed):
     assert all(row.xmax >= row.xmin and row.ymax >= row.ymin for row in rows)
 
 
+def test_counts_csv_has_one_row_per_image_with_the_threshold(executed):
+    import csv
+
+    latest = sorted((executed["run"] / "predictions").iterdir())[-1]
+    with (latest / "counts.csv").open(encoding="utf-8", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert sorted(row["filename"] for row in table) == sorted(path.name for path in (executed["test"] / "images").iterdir())
+    assert len({row["score_threshold"] for row in table}) == 1
+    detections = outputs.read_predictions_csv(latest / "predictions.csv")
+    assert sum(int(row["total"]) for row in table) == len(detections)
+
+
 def test_qc_command_prints_json(executed):
     predictions = sorted((executed["run"] / "predictions").iterdir())[-1] / "predictions.csv"
     completed = subprocess.run(
@@ -99,8 +115,12 @@ def test_qc_command_prints_json(executed):
          "--predictions", str(predictions), "--json"],
         cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True)
     metrics = json.loads(completed.stdout)
-    assert {"map50", "map50_95", "map75", "per_class"} <= set(metrics)
+    assert {"map50", "map50_95", "map75", "per_class", "count_agreement"} <= set(metrics)
     assert 0.0 <= metrics["map50"] <= 1.0
+    counts = metrics["count_agreement"]
+    assert counts["best_threshold_note"] == "chosen on these QC images (optimistic)"
+    assert {"mean_absolute_error", "pearson_r", "bias", "lower_limit_of_agreement"} <= set(
+        next(iter(counts["per_class"].values())))
 
 
 def test_executed_notebook_passes_nbval_lax(executed):

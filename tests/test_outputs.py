@@ -134,3 +134,26 @@ def test_save_overlay_and_side_by_side(tmp_path):
     panels = outputs.side_by_side(image, DETECTIONS[:1], [voc.VocObject("Erythrozyt", 10, 20, 50, 50)],
                                   tmp_path / "side.png")
     assert panels.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_count_per_image_at_a_threshold_and_counts_csv(tmp_path):
+    detections = [outputs.Detection("a.png", "RBC", 0.9, 0, 0, 5, 5), outputs.Detection("a.png", "RBC", 0.3, 0, 0, 5, 5),
+                  outputs.Detection("a.png", "RBC", 0.29, 0, 0, 5, 5), outputs.Detection("b.png", "WBC", 0.5, 0, 0, 5, 5),
+                  outputs.Detection("b.png", "débris", 0.7, 0, 0, 5, 5), outputs.Detection("b.png", "Zelle", 0.1, 0, 0, 5, 5)]
+    counts = outputs.count_per_image(detections, ["b.png", "a.png", "leer.png"], ["WBC", "RBC"], 0.3)
+    # the threshold is inclusive; a class outside the list is appended; below-threshold classes add no column
+    assert counts == {"b.png": {"WBC": 1, "RBC": 0, "débris": 1}, "a.png": {"WBC": 0, "RBC": 2, "débris": 0},
+                      "leer.png": {"WBC": 0, "RBC": 0, "débris": 0}}
+    path = outputs.write_counts_csv(counts, tmp_path / "counts.csv", 0.3)
+    assert path.read_text(encoding="utf-8").splitlines() == [
+        "filename,WBC,RBC,débris,total,score_threshold", "b.png,1,0,1,2,0.3", "a.png,0,2,0,2,0.3",
+        "leer.png,0,0,0,0,0.3"]
+    empty = outputs.write_counts_csv({}, tmp_path / "empty.csv", 0.5, classes=["RBC"])
+    assert empty.read_text(encoding="utf-8").splitlines() == ["filename,RBC,total,score_threshold"]
+
+
+def test_counts_errors_name_the_image_or_the_clashing_class(tmp_path):
+    with pytest.raises(errors.DatasetError, match="fremd.png"):
+        outputs.count_per_image([outputs.Detection("fremd.png", "RBC", 0.9, 0, 0, 5, 5)], ["a.png"], ["RBC"], 0.3)
+    with pytest.raises(errors.DatasetError, match="total"):
+        outputs.write_counts_csv({"a.png": {"total": 1}}, tmp_path / "counts.csv", 0.3)

@@ -346,3 +346,149 @@ def test_bccd_ground_truth_against_itself_gives_map_one(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["map50"] == pytest.approx(1.0)
     assert "zero or negative area" in completed.stderr
+
+
+# ---------------------------------------------------------------- counts per image
+
+
+def test_count_statistics_on_hand_made_counts():
+    predicted, annotated = [3, 5, 2, 0], [2, 5, 4, 0]  # differences 1, 0, -2, 0
+    values = detection.count_statistics(predicted, annotated)
+    assert values.images == 4 and (values.annotated_total, values.predicted_total) == (11, 10)
+    assert values.mean_absolute_error == pytest.approx(3 / 4)
+    # relative error only over the 3 images with annotated > 0: (1/2 + 0/5 + 2/4) / 3; the empty image is left out
+    assert values.mean_relative_error == pytest.approx(1 / 3) and values.relative_error_images == 3
+    assert values.bias == pytest.approx(-0.25)
+    sd = math.sqrt((1.25 ** 2 + 0.25 ** 2 + 1.75 ** 2 + 0.25 ** 2) / 3)  # ddof = 1
+    assert values.sd_difference == pytest.approx(sd)
+    assert values.lower_limit_of_agreement == pytest.approx(-0.25 - 1.96 * sd)
+    assert values.upper_limit_of_agreement == pytest.approx(-0.25 + 1.96 * sd)
+    # r = sum(da dp) / sqrt(sum da^2 sum dp^2) with da, dp the deviations from the means 2.75 and 2.5
+    assert values.pearson_r == pytest.approx(11.5 / math.sqrt(14.75 * 13))
+    perfect = detection.count_statistics([4, 1, 7], [4, 1, 7])
+    assert (perfect.mean_absolute_error, perfect.bias, perfect.lower_limit_of_agreement,
+            perfect.upper_limit_of_agreement, perfect.pearson_r) == (0, 0, 0, 0, pytest.approx(1.0))
+
+
+def test_count_statistics_undefined_cases_are_nan():
+    constant_annotated = detection.count_statistics([1, 2, 3], [2, 2, 2])
+    assert math.isnan(constant_annotated.pearson_r) and constant_annotated.mean_absolute_error == pytest.approx(2 / 3)
+    assert math.isnan(detection.count_statistics([2, 2, 2], [1, 2, 3]).pearson_r)
+    nothing_annotated = detection.count_statistics([1, 0, 2], [0, 0, 0])
+    assert math.isnan(nothing_annotated.mean_relative_error) and nothing_annotated.relative_error_images == 0
+    assert nothing_annotated.bias == pytest.approx(1.0) and nothing_annotated.mean_absolute_error == pytest.approx(1.0)
+    one_image = detection.count_statistics([3], [1])
+    assert one_image.bias == 2 and math.isnan(one_image.sd_difference) and math.isnan(one_image.upper_limit_of_agreement)
+    assert math.isnan(one_image.pearson_r)
+    with pytest.raises(ValueError):
+        detection.count_statistics([1, 2], [1])
+
+
+def count_case():
+    """3 images: a.png 2 RBC + 1 difficult RBC, b.png 1 WBC, c.png empty; detections at chosen scores."""
+    ground_truth = {"a.png": annotation("a.png", [box("RBC", 0, 0, 10, 10), box("RBC", 20, 20, 30, 30),
+                                                  box("RBC", 40, 40, 50, 50, difficult=True)]),
+                    "b.png": annotation("b.png", [box("WBC", 0, 0, 40, 40)]),
+                    "c.png": annotation("c.png", [])}
+    predictions = [detection_of("a.png", "RBC", 0.9, 0, 0, 10, 10), detection_of("a.png", "RBC", 0.8, 20, 20, 30, 30),
+                   detection_of("a.png", "RBC", 0.2, 40, 40, 50, 50), detection_of("b.png", "WBC", 0.95, 0, 0, 40, 40),
+                   detection_of("b.png", "RBC", 0.4, 60, 60, 70, 70), detection_of("c.png", "WBC", 0.35, 5, 5, 25, 25)]
+    return ground_truth, predictions
+
+
+def test_count_agreement_on_hand_made_detections():
+    ground_truth, predictions = count_case()
+    agreement = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.3).count_agreement
+    assert agreement.classes == ["RBC", "WBC"]
+    # the difficult box is not an annotated object; the 0.2 detection is below the threshold
+    assert agreement.per_image == {"a.png": {"annotated": {"RBC": 2, "WBC": 0}, "predicted": {"RBC": 2, "WBC": 0}},
+                                   "b.png": {"annotated": {"RBC": 0, "WBC": 1}, "predicted": {"RBC": 1, "WBC": 1}},
+                                   "c.png": {"annotated": {"RBC": 0, "WBC": 0}, "predicted": {"RBC": 0, "WBC": 1}}}
+    rbc, wbc = agreement.per_class["RBC"], agreement.per_class["WBC"]
+    assert rbc.mean_absolute_error == pytest.approx(1 / 3) and rbc.bias == pytest.approx(1 / 3)
+    assert rbc.mean_relative_error == 0 and rbc.relative_error_images == 1
+    assert wbc.mean_absolute_error == pytest.approx(1 / 3) and wbc.pearson_r == pytest.approx(0.5)
+    assert agreement.all_classes.predicted_total == 5 and agreement.all_classes.annotated_total == 3
+    assert agreement.summed_mean_absolute_error == pytest.approx(2 / 3)
+    # thresholds 0.45 ... 0.80 all count perfectly; the tie goes to the one closest to 0.3
+    assert agreement.best_score_threshold == 0.45 and agreement.best_summed_mean_absolute_error == 0
+    assert agreement.best_threshold_note == "chosen on these QC images (optimistic)"
+    scan = dict(zip(agreement.threshold_scan["score_thresholds"],
+                    agreement.threshold_scan["summed_mean_absolute_error"]))
+    assert scan[0.3] == pytest.approx(2 / 3) and scan[0.8] == 0 and scan[0.85] == pytest.approx(1 / 3)
+    assert scan[0.05] == pytest.approx(1.0)  # the 0.2 detection of the difficult cell now counts as an extra
+    assert agreement.lowest_prediction_score == 0.2
+
+
+def test_count_agreement_in_json_and_text_of_the_command(tmp_path):
+    ground_truth, predictions = count_case()
+    write_ground_truth_folder(tmp_path / "annotations", ground_truth)
+    csv_path = outputs.write_predictions_csv(predictions, tmp_path / "predictions.csv")
+    arguments = ("detection", "--ground-truth", str(tmp_path / "annotations"), "--predictions", str(csv_path))
+    completed = run_command(*arguments, "--json")
+    assert completed.returncode == 0, completed.stderr
+    counts = json.loads(completed.stdout)["count_agreement"]
+    assert counts["score_threshold"] == 0.3 and counts["best_score_threshold"] == 0.45
+    assert counts["best_threshold_note"] == "chosen on these QC images (optimistic)"
+    assert set(counts["per_class"]["WBC"]) == {
+        "images", "annotated_total", "predicted_total", "mean_absolute_error", "mean_relative_error",
+        "relative_error_images", "pearson_r", "bias", "sd_difference", "lower_limit_of_agreement",
+        "upper_limit_of_agreement"}
+    assert counts["per_class"]["RBC"]["pearson_r"] == pytest.approx(math.sqrt(3) / 2)  # a = 2, 0, 0; p = 2, 1, 0
+    assert counts["per_image"]["c.png"] == {"annotated": {"RBC": 0, "WBC": 0}, "predicted": {"RBC": 0, "WBC": 1}}
+    assert len(counts["threshold_scan"]["score_thresholds"]) == len(counts["threshold_scan"]["summed_mean_absolute_error"])
+    # nothing scores >= 0.96, so every predicted count is 0: r undefined -> null in JSON
+    strict = json.loads(run_command(*arguments, "--score-threshold", "0.96", "--json").stdout)["count_agreement"]
+    assert strict["per_class"]["WBC"]["pearson_r"] is None and strict["per_class"]["RBC"]["mean_relative_error"] == 1
+    table = run_command(*arguments)
+    assert "Best count agreement at score threshold 0.45" in table.stdout and "Pearson r" in table.stdout
+
+
+def test_count_plots_are_written_for_edge_cases(tmp_path):
+    ground_truth, predictions = count_case()
+    single = {"a.png": ground_truth["a.png"]}  # one image: no limits of agreement, no r
+    for name, evaluation in (("three", detection.evaluate_detection(ground_truth, predictions)),
+                             ("one", detection.evaluate_detection(single, predictions[:3])),
+                             ("none", detection.evaluate_detection({"c.png": ground_truth["c.png"]}, []))):
+        for plot in (detection.plot_count_scatter, detection.plot_bland_altman):
+            path = plot(evaluation, tmp_path / f"{name}_{plot.__name__}.png")
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_qc_report_pdf_has_the_count_section(tmp_path):
+    import pypdf
+
+    from helpers import config as config_module
+    from helpers import demo_data, runs
+    from helpers.detection import quality, reports
+    from helpers.detection.config import DetectionConfig
+
+    data = demo_data.make_detection_demo(tmp_path / "data", number_of_images=5, image_size=(160, 128))
+    dataset = doctor.load_detection_dataset(data / "images", data / "annotations", progress=False)
+    config = config_module.config_from_form(DetectionConfig, "quick", images_dir=str(data / "images"),
+                                            annotations_dir=str(data / "annotations"), model_path=str(tmp_path / "m"),
+                                            model_name="counts")
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    ground_truth = {item.image_path.name: dataclasses.replace(item.annotation, filename=item.image_path.name,
+                                                              objects=dataset.usable_objects(item))
+                    for item in dataset.items}
+    rng = np.random.default_rng(0)
+    predictions = [detection_of(name, obj.name, rng.uniform(0.05, 1.0), obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+                   for name, item in ground_truth.items() for obj in item.objects]
+    evaluation = detection.evaluate_detection(ground_truth, predictions, score_threshold=config.score_threshold)
+    result = quality.QualityControlResult(
+        run=run, config=config, evaluation=evaluation, source="synthetic test", ground_truth=ground_truth,
+        image_paths={item.image_path.name: item.image_path for item in dataset.items}, predictions=predictions,
+        output_dir=run.qc / "test")
+    result.plots = {"count_scatter": detection.plot_count_scatter(evaluation, result.output_dir / "count_scatter.png"),
+                    "count_bland_altman": detection.plot_bland_altman(evaluation,
+                                                                      result.output_dir / "count_bland_altman.png")}
+    path = reports.qc_report(result)
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(str(path)).pages).replace("\n", " ")
+    assert "Counts: predicted vs annotated objects per image" in text
+    assert "Bland-Altman bias" in text and "95 % limits of agreement" in text and "Pearson r" in text
+    best = evaluation.count_agreement.best_score_threshold
+    assert f"Best count agreement at score threshold {best:g}" in text
+    assert "chosen on these QC images (optimistic)" in text
+    for name in ("count_scatter", "count_bland_altman"):
+        assert result.plots[name].is_file()

@@ -61,11 +61,16 @@ Fill in the folders. On Colab, your Google Drive appears as `/content/gdrive/MyD
 connects it). Choose `preset = default` for a real training run, or `quick` for a short test run
 (a few minutes) that shows whether everything works. Leave `number_of_epochs` as `None` to take the
 preset's value (default: 50).
+
+**Annotations** (training and test) can be a folder of PASCAL VOC `.xml` files, or one `.json` file:
+**COCO** (what CVAT, Roboflow and Label Studio export as "COCO"; `iscrowd` regions are not trained
+on and are ignored by quality control) or **BBBC041** (the malaria blood-smear set; its `difficult`
+cells are treated the same way). The format is detected from the file and stated by the data check.
 """)
 
 code("""
 #@title 1.1 Your data and model { display-mode: "form" }
-#@markdown **Training data**: an images folder and a folder of PASCAL VOC .xml files.
+#@markdown **Training data**: an images folder, and a folder of PASCAL VOC .xml files or one COCO / BBBC041 .json file.
 Training_images = "/content/gdrive/MyDrive/cells/images" #@param {type:"string"}
 Training_annotations = "/content/gdrive/MyDrive/cells/annotations" #@param {type:"string"}
 #@markdown **Test data for quality control** (images the model never trains on; empty = use the validation images, which is optimistic):
@@ -106,7 +111,8 @@ printed below and saved in `config.yaml`.
 - **augmentation_factor** (3.2): how many transformed copies of each training image to add (1 = none); **rare_class_boost** gives images with rare classes more copies.
 - **backbone**, **pretrained** (3.3): the feature extractor, and whether to start from weights trained on the COCO photo dataset (`coco`, recommended) or from scratch (`none`). **continue_from**: the run folder of a model you trained before, to train it further on this data.
 
-The data check then lists every problem it finds in your data, with what to do about it, shows
+The data check then states the annotation format it found (VOC folder, COCO or BBBC041 JSON),
+lists every problem it finds in your data, with what to do about it, shows
 statistics and one image with its boxes, and splits your images into training and validation sets
 (the split is saved as `split.json`; your files stay where they are).
 """)
@@ -193,7 +199,13 @@ boxes are compared with your annotations using the COCO evaluation (pycocotools)
 - **mAP50-95**: the same averaged over stricter overlaps from 0.5 to 0.95;
 - **precision** (how many detections are real), **recall** (how many real cells were found) and
   **F1** at the stated score threshold; the confusion matrix shows which classes are mistaken for
-  which, and "background" for missed cells and false alarms.
+  which, and "background" for missed cells and false alarms;
+- **counts**: how many cells of each class the model finds per image against how many you
+  annotated: mean absolute error (cells per image), mean relative error, Pearson r, and a
+  Bland–Altman plot whose *bias* says whether the model counts too many (> 0) or too few (< 0)
+  and whose *95 % limits of agreement* say how far off one image's count can be. The score
+  threshold that would give the best counts on these images is shown too: it was chosen on the
+  same images, so its numbers are optimistic.
 
 Every number is printed with the thresholds it was computed at. Leave `QC_model_folder` empty to
 check the model of this run, or give the run folder of another model.
@@ -214,9 +226,11 @@ browser = qc.browse()
 markdown("""
 ## 6. Detect cells in new images
 Runs the model on every image of `Prediction_images` (or the test images if that is empty) and
-writes, into a results folder: `predictions.csv` (one row per box), one VOC `.xml` per image (open
-them in LabelImg or CVAT to correct them and train again), a COCO results `.json`, and images with
-the boxes drawn. Leave `Results_folder` empty to write into the run folder.
+writes, into a results folder: `predictions.csv` (one row per box), `counts.csv` (one row per
+image: the number of cells of each class and in total, at the score threshold written on each row),
+one VOC `.xml` per image (open them in LabelImg or CVAT to correct them and train again), a COCO
+results `.json`, and images with the boxes drawn. Leave `Results_folder` empty to write into the run
+folder. The first rows of `counts.csv` are shown below the images.
 """)
 
 code("""
@@ -224,6 +238,7 @@ code("""
 Results_folder = "" #@param {type:"string"}
 predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder)
 predictions.show(count=4)
+predictions.show_counts(rows=10)
 """)
 
 print(save(ROOT / "notebooks" / "detection_retinanet.ipynb"))

@@ -7,6 +7,9 @@
 * one PASCAL VOC XML per image, with a ``<score>`` per object: our own reader and LabelImg /
   CVAT open it, so predictions can be corrected and used as new training data.
 * a COCO results JSON (``[{image_id, category_id, bbox: [x, y, w, h], score}]``, ``w = xmax - xmin``).
+* ``counts.csv``: one row per image, ``filename,<class 1>,...,<class N>,total,score_threshold``:
+  the number of detections per class with score >= the threshold, stated on every row
+  (``score_threshold`` column, so any CSV reader keeps it with the numbers).
 * overlay images (boxes drawn with OpenCV, labels with the DejaVu font so any class name shows).
 
 This module never imports TensorFlow.
@@ -129,6 +132,72 @@ def read_predictions_csv(path: str | pathlib.Path) -> list[Detection]:
     path = pathlib.Path(path)
     _, rows = qc.read_csv_rows(path, PREDICTION_COLUMNS)
     return [_detection_from_row(path, line, row) for line, row in rows]
+
+
+# ---------------------------------------------------------------- counts per image
+
+COUNTS_EXTRA_COLUMNS = ("filename", "total", "score_threshold")
+
+
+def count_per_image(detections: Iterable[Detection], filenames: Iterable[str], classes: Sequence[str],
+                    score_threshold: float) -> dict[str, dict[str, int]]:
+    """Number of detections with score >= ``score_threshold`` per image and class.
+
+    Args:
+        detections: the boxes of any number of images.
+        filenames: every image to count, in row order; images without a detection get zeros.
+        classes: class (column) order, e.g. the model's label map; classes of counted detections
+            that are not in it are appended, sorted.
+        score_threshold: lowest score counted (inclusive).
+
+    Returns:
+        image file name -> {class: count}, every class present in every row, in column order.
+
+    Raises:
+        DatasetError: a counted detection's image is not in ``filenames``.
+    """
+    kept = [detection for detection in detections if detection.score >= score_threshold]
+    columns = list(dict.fromkeys(classes))
+    columns += sorted({detection.class_name for detection in kept} - set(columns))
+    counts = {filename: dict.fromkeys(columns, 0) for filename in filenames}
+    for detection in kept:
+        if detection.filename not in counts:
+            raise errors.DatasetError(f"counts: detection for image {detection.filename!r}, which is not among the "
+                                      "images counted. Count every image the detections come from.")
+        counts[detection.filename][detection.class_name] += 1
+    return counts
+
+
+def write_counts_csv(counts: Mapping[str, Mapping[str, int]], path: str | pathlib.Path, score_threshold: float,
+                     classes: Sequence[str] = ()) -> pathlib.Path:
+    """Write per-image counts as ``counts.csv``: ``filename,<classes...>,total,score_threshold``.
+
+    Args:
+        counts: image file name -> {class: count}, as from ``count_per_image`` (rows in this order).
+        path: the CSV to write (UTF-8, no BOM; parent folders created).
+        score_threshold: the threshold the counts were taken at, written on every row.
+        classes: the class columns when ``counts`` is empty (else its first row's keys are used).
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        DatasetError: a class is named like one of the fixed columns (``COUNTS_EXTRA_COLUMNS``).
+    """
+    columns = list(next(iter(counts.values()))) if counts else list(classes)
+    clashes = sorted(set(columns) & set(COUNTS_EXTRA_COLUMNS))
+    if clashes:
+        raise errors.DatasetError(f"{path}: class name(s) {', '.join(clashes)} clash with the columns of counts.csv. "
+                                  "Rename the class in the annotations (e.g. 'total_cells').")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filename", *columns, "total", "score_threshold"])
+        for filename, row in counts.items():
+            values = [int(row.get(name, 0)) for name in columns]
+            writer.writerow([filename, *values, sum(values), f"{score_threshold:g}"])
+    return path
 
 
 # ---------------------------------------------------------------- VOC and COCO

@@ -4,6 +4,9 @@ Every image that ``helpers.images`` reads (PNG, JPEG, BMP, TIFF; 8/16-bit; any s
 through the exported model of a run. Written into a results folder (never the images folder):
 
 * ``predictions.csv`` — ``filename,class,score,xmin,ymin,xmax,ymax`` (original pixels);
+* ``counts.csv`` — one row per image: ``filename,<class 1>,...,<class N>,total,score_threshold``,
+  the detections per class at the score threshold applied (stated on every row; every class of
+  the model is a column, images without detections have zeros, unreadable images no row);
 * ``voc/<stem>.xml`` — one PASCAL VOC file per image with a ``<score>`` per box, readable by
   ``helpers.voc``, LabelImg and CVAT (to correct and train again);
 * ``coco_results.json`` (+ ``coco_images.json`` mapping image ids to file names, and
@@ -33,6 +36,8 @@ class PredictionResult:
         csv_path, coco_path: the tables written.
         overlays: overlay PNG per image file name.
         score_threshold: the threshold applied.
+        counts_path: ``counts.csv``.
+        counts: image file name -> {class: detections with score >= score_threshold}, as in counts.csv.
     """
 
     output_dir: pathlib.Path
@@ -43,6 +48,8 @@ class PredictionResult:
     coco_path: pathlib.Path
     overlays: dict[str, pathlib.Path]
     score_threshold: float
+    counts_path: pathlib.Path | None = None
+    counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def counts_per_class(self) -> dict[str, int]:
         """Number of detections per class name."""
@@ -59,9 +66,26 @@ class PredictionResult:
               f"({', '.join(f'{name}: {number}' for name, number in self.counts_per_class().items()) or 'none'}).")
         for name, reason in self.unreadable:
             print(f"  skipped {name}: {reason}")
-        print(f"Results: {self.output_dir} (predictions.csv, voc/, coco_results.json, overlays/)")
+        print(f"Results: {self.output_dir} (predictions.csv, counts.csv, voc/, coco_results.json, overlays/)")
         for path in list(self.overlays.values())[:count]:
             _display(path)
+
+    def count_rows(self) -> list[list]:
+        """counts.csv as table rows, the header first: filename, one column per class, total."""
+        classes = list(next(iter(self.counts.values()))) if self.counts else []
+        rows = [["filename", *classes, "total"]]
+        rows += [[name, *row.values(), sum(row.values())] for name, row in self.counts.items()]
+        return rows
+
+    def show_counts(self, rows: int = 10) -> None:
+        """Print the first ``rows`` rows of counts.csv (detections per image and class) with the threshold."""
+        from helpers import qc
+
+        table = self.count_rows()
+        print(f"Detections per image and class with score ≥ {self.score_threshold} ({self.counts_path}):")
+        print(qc.text_table(table[:rows + 1]))
+        if len(table) - 1 > rows:
+            print(f"... {len(table) - 1 - rows} more image(s) in counts.csv")
 
 
 def _check_output_folder(source: pathlib.Path, output_dir: pathlib.Path) -> None:
@@ -115,12 +139,15 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
         overlay = outputs.draw_boxes(pixels, found, colours)
         overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png", overlay)
     csv_path = outputs.write_predictions_csv(detections, output_dir / "predictions.csv")
+    counts = outputs.count_per_image(detections, image_ids, detector.class_names, threshold)
+    counts_path = outputs.write_counts_csv(counts, output_dir / "counts.csv", threshold, detector.class_names)
     category_ids = {name: index + 1 for index, name in enumerate(detector.class_names)}
     coco_path = outputs.write_coco_results(detections, output_dir / "coco_results.json", image_ids, category_ids)
     _write_json(output_dir / "coco_images.json", [{"id": number, "file_name": name} for name, number in image_ids.items()])
     _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
     return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
-                            csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold)
+                            csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold,
+                            counts_path=counts_path, counts=counts)
 
 
 def _write_json(path: pathlib.Path, value: Any) -> pathlib.Path:

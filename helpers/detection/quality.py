@@ -80,9 +80,19 @@ class QualityControlResult:
             print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
         if self.evaluation.unknown_classes:
             print(f"Classes predicted but absent from the annotations (not in the mean): {self.evaluation.unknown_classes}")
+        self.show_counts()
         for path in self.plots.values():
             _display(path)
         print(f"QC report: {self.report_path}\nFiles: {self.output_dir}")
+
+    def show_counts(self) -> None:
+        """Print the count agreement (predicted vs annotated objects per image) and the best count threshold."""
+        from helpers import qc
+        from helpers.qc import detection as detection_qc
+
+        agreement = self.evaluation.count_agreement
+        print("\n" + "\n".join(detection_qc.count_summary_lines(agreement)))
+        print(qc.text_table(detection_qc.count_table_rows(agreement)))
 
     def figure_for(self, filename: str) -> pathlib.Path:
         """Image / prediction / annotation side by side for one image (PNG in output_dir)."""
@@ -133,11 +143,11 @@ def _format(value: Any) -> str:
 def _evaluation_items(run: runs.RunFolder, config: DetectionConfig, test_images: str,
                       test_annotations: str) -> tuple[doctor.DetectionDataset, list[doctor.DatasetItem], str]:
     """The dataset and items to evaluate, and a plain description of where they come from."""
-    from helpers.detection.workflow import require_folder
+    from helpers.detection.workflow import require_annotations, require_folder
 
     if str(test_images).strip():
         require_folder("Test_images", test_images)
-        require_folder("Test_annotations", test_annotations)
+        require_annotations("Test_annotations", test_annotations)
         dataset = doctor.load_detection_dataset(test_images, test_annotations)
         return dataset, list(dataset.items), f"held-out test folder {test_images} ({len(dataset.items)} images)"
     dataset = doctor.load_detection_dataset(config.images_dir, config.annotations_dir)
@@ -169,7 +179,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
         filename = item.image_path.name
         image_paths[filename] = item.image_path
         ground_truth[filename] = dataclasses.replace(item.annotation, filename=filename,
-                                                     objects=dataset.usable_objects(item))
+                                                     objects=dataset.scoring_objects(item, detector.class_names))
         predictions.extend(dataclasses.replace(row, filename=filename) for row in
                            detector.detect(images.read_image(item.image_path), score_threshold=RANKING_SCORE_THRESHOLD))
     evaluation = detection_qc.evaluate_detection(ground_truth, predictions, classes=detector.class_names,
@@ -186,6 +196,8 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
         "per_class_ap": detection_qc.plot_per_class_ap(evaluation, output_dir / "per_class_ap.png"),
         "pr_curves": detection_qc.plot_pr_curves(evaluation, output_dir / "pr_curves.png"),
         "confusion_matrix": detection_qc.plot_confusion_matrix(evaluation, output_dir / "confusion_matrix.png"),
+        "count_scatter": detection_qc.plot_count_scatter(evaluation, output_dir / "count_scatter.png"),
+        "count_bland_altman": detection_qc.plot_bland_altman(evaluation, output_dir / "count_bland_altman.png"),
     }
     result.report_path = reports.qc_report(result)
     return result

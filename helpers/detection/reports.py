@@ -134,6 +134,29 @@ def training_report(session: Any) -> pathlib.Path:
     return document.save(run.root / "training_report.pdf")
 
 
+COUNT_PLOTS = ("count_scatter", "count_bland_altman")
+
+
+def _count_section(document: Any, result: Any) -> None:
+    """Predicted vs annotated counts per image: definitions, the table, the best threshold, both plots."""
+    from helpers.qc import detection as detection_qc
+
+    agreement = result.evaluation.count_agreement
+    document.heading("Counts: predicted vs annotated objects per image")
+    lines = detection_qc.count_summary_lines(agreement)
+    for line in lines:
+        document.paragraph(line.replace(">=", "≥").replace("+-", "±"))
+    if any(obj.difficult for annotation in result.ground_truth.values() for obj in annotation.objects):
+        document.paragraph("Difficult boxes are not counted as annotated (as they are excluded from every other "
+                           "figure), but a detection of such a cell is counted as predicted.")
+    document.paragraph(f"Per class, over the {agreement.all_classes.images} images evaluated:")
+    rows = detection_qc.count_table_rows(agreement, images_column=False)
+    document.table(rows[0], rows[1:], column_widths_mm=(25, 23, 21, 14, 20, 20, 15, 32))
+    for name in COUNT_PLOTS:
+        if name in result.plots:
+            document.figure(result.plots[name], width_mm=170)
+
+
 def qc_report(result: Any) -> pathlib.Path:
     """Write ``qc_report.pdf`` (metrics with thresholds, plots, example images) into the run folder."""
     run, config, evaluation = result.run, result.config, result.evaluation
@@ -151,8 +174,10 @@ def qc_report(result: Any) -> pathlib.Path:
     if evaluation.unknown_classes:
         document.paragraph(f"Predicted classes absent from the annotations (not in the mean): "
                            f"{', '.join(evaluation.unknown_classes)}.")
-    for path in result.plots.values():
-        document.figure(path, width_mm=150)
+    for name, path in result.plots.items():
+        if name not in COUNT_PLOTS:
+            document.figure(path, width_mm=150)
+    _count_section(document, result)
     document.heading("Examples: image, prediction, annotation")
     for filename in sorted(result.image_paths)[:3]:
         document.figure(result.figure_for(filename), width_mm=170, caption=filename)

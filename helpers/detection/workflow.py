@@ -13,6 +13,7 @@ import pathlib
 import time
 from typing import Any
 
+from helpers import annotation_formats
 from helpers import config as config_module
 from helpers import doctor, errors, runs
 from helpers import split as split_module
@@ -41,6 +42,25 @@ def require_folder(field_name: str, folder: str) -> pathlib.Path:
     if not path.is_dir():
         hint = " On Colab, Drive folders start with /content/gdrive/MyDrive/ (run section 2 first)."
         raise errors.DatasetError(f"{field_name}: folder {path} does not exist. Check the path in form 1.1.{hint}")
+    return path
+
+
+def require_annotations(field_name: str, annotations: str) -> pathlib.Path:
+    """The annotations typed in a form field: a folder of VOC .xml files or one COCO / BBBC041 .json file.
+
+    Raises:
+        DatasetError: the field is empty or the path does not exist; the JSON cannot be read.
+        ConfigError: a file that is not one of the accepted formats (the error names them).
+    """
+    path = pathlib.Path(str(annotations)).expanduser()
+    if not str(annotations).strip():
+        raise errors.DatasetError(f"{field_name}: empty. Type the folder of your .xml annotations, or your COCO or "
+                                  "BBBC041 .json file, in form 1.1.")
+    if not path.exists():
+        hint = " On Colab, Drive folders start with /content/gdrive/MyDrive/ (run section 2 first)."
+        raise errors.DatasetError(f"{field_name}: {path} does not exist. Check the path in form 1.1 (a folder of "
+                                  f".xml files, or a .json file).{hint}")
+    annotation_formats.detect_format(path)
     return path
 
 
@@ -184,7 +204,7 @@ def start(preset: str, **form_fields: Any) -> DetectionSession:
     """
     config = config_module.config_from_form(DetectionConfig, preset, **form_fields)
     require_folder("Training_images", config.images_dir)
-    require_folder("Training_annotations", config.annotations_dir)
+    require_annotations("Training_annotations", config.annotations_dir)
     if not config.model_path.strip():
         raise errors.ConfigError("model_path: empty. Type the folder where the run folder should be created.")
     run = runs.open_run_folder(config.model_path, config.model_name, config)
@@ -209,6 +229,8 @@ def quality_control(model_path: str, model_name: str, test_images: str = "", tes
     from helpers.detection import quality
 
     run = open_trained_run(model_path, model_name, other_model_folder)
+    if str(test_images).strip() and str(test_annotations).strip():
+        print(f"Test_annotations: {annotation_formats.describe(require_annotations('Test_annotations', test_annotations))}.")
     return quality.evaluate_run(run, test_images, test_annotations)
 
 

@@ -28,13 +28,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m helpers.qc",
                                      description="Quality control of detection, classification or grading predictions.")
     commands = parser.add_subparsers(dest="task", required=True, metavar="{detection,classification,grading}")
-    detection = commands.add_parser("detection", help="COCO mAP (pycocotools) of boxes against PASCAL VOC files")
-    detection.add_argument("--ground-truth", required=True, help="folder of PASCAL VOC .xml annotation files")
+    detection = commands.add_parser("detection", help="COCO mAP (pycocotools) of boxes against PASCAL VOC files, "
+                                                      "and predicted vs annotated counts per image")
+    detection.add_argument("--ground-truth", required=True,
+                           help="folder of PASCAL VOC .xml annotation files, or one COCO or BBBC041 .json file")
     detection.add_argument("--predictions", required=True,
                            help="CSV with columns filename,class,score,xmin,ymin,xmax,ymax (pixels)")
     detection.add_argument("--images", default=None, help="image folder, for XML files without <size>")
     detection.add_argument("--score-threshold", type=float, default=0.3,
-                           help="lowest score for precision/recall/F1/TP/FP/FN and the confusion matrix (default 0.3)")
+                           help="lowest score for precision/recall/F1/TP/FP/FN, the confusion matrix and the "
+                                "predicted counts (default 0.3)")
     detection.add_argument("--iou-threshold", type=float, default=0.5, help="IoU of a match for the same (default 0.5)")
     detection.add_argument("--max-detections", type=int, default=100,
                            help="detections per image and class that COCO mAP keeps (default 100)")

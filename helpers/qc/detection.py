@@ -34,6 +34,16 @@ What is scored, and how (every number comes with its thresholds):
   detection to (background, class). Detections ignored because of a difficult box are not counted.
 * **Precision-recall curves** per class are COCOeval's interpolated precision at IoU 0.5
   (``eval['precision'][0, :, k, 0, -1]``) against its 101 recall thresholds.
+* **Count agreement** (``CountAgreement``) compares, per image and class, the predicted count
+  (detections with score >= ``score_threshold``, ``helpers.detection.outputs.count_per_image``,
+  the function that writes ``counts.csv``) with the annotated count (non-difficult boxes, as
+  difficult boxes are excluded from every other figure; a detection of a difficult cell is
+  therefore counted as an extra). Statistics (``count_statistics``): mean absolute error, mean
+  relative error over images with annotated count > 0, Pearson r (``scipy.stats.pearsonr``) and
+  the Bland-Altman bias with 95 % limits of agreement. No box matching is involved: a count can
+  be right with every box misplaced. The score threshold with the lowest summed MAE over
+  classes among ``COUNT_THRESHOLD_GRID`` (and the threshold in use) is reported as chosen on
+  these images, which makes its MAE optimistic.
 
 Category ids follow ``classes`` when given (ground-truth classes missing from it are
 appended, sorted), else the sorted ground-truth classes; classes that occur only in the
@@ -60,6 +70,84 @@ BACKGROUND = "background"
 MAP_DESCRIPTION = "COCO IoU 0.50:0.05:0.95, area all"
 PR_CURVE_IOU = 0.5
 EXAMPLES_IN_ERRORS = 5
+COUNT_THRESHOLD_GRID = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05, 0.10, ..., 0.95
+LIMITS_OF_AGREEMENT_Z = 1.96  # Bland & Altman: bias +- 1.96 SD holds ~95 % of differences (normal)
+BEST_THRESHOLD_NOTE = "chosen on these QC images (optimistic)"
+
+
+@dataclasses.dataclass
+class CountStatistics:
+    """Agreement of predicted with annotated counts over n images (one class, or all classes summed).
+
+    With p_i and a_i the predicted and annotated count of image i and d_i = p_i - a_i:
+
+    * ``mean_absolute_error`` = mean_i |d_i| (objects per image);
+    * ``mean_relative_error`` = mean over the m images with a_i > 0 of |d_i| / a_i (a fraction;
+      images with a_i = 0 are left out, a relative error being undefined there, but their
+      errors are in the MAE and the bias; NaN when m = 0); ``relative_error_images`` = m;
+    * ``pearson_r`` = ``scipy.stats.pearsonr(a, p)``; NaN (undefined) when n < 2 or when a or p
+      is the same on every image;
+    * Bland-Altman: ``bias`` = mean_i d_i; ``sd_difference`` = SD of d with ddof=1 (NaN when n < 2);
+      ``lower/upper_limit_of_agreement`` = bias -+ 1.96 * sd_difference.
+
+    Attributes:
+        images: n.
+        annotated_total, predicted_total: sum of a_i and of p_i.
+    """
+
+    images: int
+    annotated_total: int
+    predicted_total: int
+    mean_absolute_error: float
+    mean_relative_error: float
+    relative_error_images: int
+    pearson_r: float
+    bias: float
+    sd_difference: float
+    lower_limit_of_agreement: float
+    upper_limit_of_agreement: float
+
+
+@dataclasses.dataclass
+class CountAgreement:
+    """Predicted against annotated counts per image at the score threshold in use (module docstring).
+
+    Attributes:
+        score_threshold: detections with score >= this are counted.
+        classes: class names in order (``DetectionEvaluation.classes``).
+        per_class: class -> ``CountStatistics`` over all images.
+        all_classes: ``CountStatistics`` of the per-image totals (all classes summed; errors of
+            different classes can cancel here).
+        summed_mean_absolute_error: sum over classes of the per-class MAE = mean over images of
+            sum_c |p_ic - a_ic|; the figure the best threshold minimises.
+        best_score_threshold: the threshold of ``threshold_scan`` with the lowest summed MAE
+            (ties: the one closest to ``score_threshold``, then the lower), chosen on these images.
+        best_summed_mean_absolute_error: its summed MAE (optimistic: chosen on the same images).
+        best_threshold_note: ``BEST_THRESHOLD_NOTE``.
+        threshold_scan: {"score_thresholds": [T floats], "summed_mean_absolute_error": [T floats]}.
+        lowest_prediction_score: lowest score among the predictions (None without any): all
+            thresholds at or below it count the same, so a file cut at a higher score cannot tell
+            lower thresholds apart.
+        per_image: image file name -> {"annotated": {class: n}, "predicted": {class: n}}.
+    """
+
+    score_threshold: float
+    classes: list[str]
+    per_class: dict[str, CountStatistics]
+    all_classes: CountStatistics
+    summed_mean_absolute_error: float
+    best_score_threshold: float
+    best_summed_mean_absolute_error: float
+    best_threshold_note: str
+    threshold_scan: dict[str, list[float]]
+    lowest_prediction_score: float | None
+    per_image: dict[str, dict[str, dict[str, int]]]
+
+    def counts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(annotated, predicted): int [n images] counts of class ``name`` in ``per_image`` order."""
+        annotated = np.array([row["annotated"][name] for row in self.per_image.values()], dtype=np.int64)
+        predicted = np.array([row["predicted"][name] for row in self.per_image.values()], dtype=np.int64)
+        return annotated, predicted
 
 
 @dataclasses.dataclass
@@ -78,6 +166,7 @@ class DetectionEvaluation:
         pr_curves: class -> {"recall": [101 floats], "precision": [101 floats]} at IoU 0.5,
             only for classes with ground truth.
         number_of_images: ground-truth images evaluated (empty annotations included).
+        count_agreement: predicted vs annotated counts per image (``CountAgreement``).
     """
 
     map50: float
@@ -90,6 +179,7 @@ class DetectionEvaluation:
     confusion_matrix: list[list[int]]
     pr_curves: dict[str, dict[str, list[float]]]
     number_of_images: int
+    count_agreement: CountAgreement | None = None
 
     @property
     def confusion_matrix_labels(self) -> list[str]:
@@ -127,7 +217,8 @@ def load_ground_truth(annotations_dir: str | pathlib.Path,
     their images count, and detections on them are false positives.
 
     Args:
-        annotations_dir: folder of PASCAL VOC ``.xml`` files (not recursive; hidden files skipped).
+        annotations_dir: folder of PASCAL VOC ``.xml`` files (not recursive; hidden files skipped),
+            or one COCO or BBBC041 ``.json`` file (``helpers.annotation_formats.load_ground_truth``).
         images_dir: where images are looked up for XMLs without ``<size>`` or ``<filename>``.
 
     Returns:
@@ -139,8 +230,13 @@ def load_ground_truth(annotations_dir: str | pathlib.Path,
             XML files describe the same image.
     """
     folder = pathlib.Path(annotations_dir)
+    if folder.is_file():
+        from helpers import annotation_formats
+
+        return annotation_formats.load_ground_truth(folder, images_dir)
     if not folder.is_dir():
-        raise errors.DatasetError(f"{folder}: ground-truth folder not found. Give the folder of PASCAL VOC .xml files.")
+        raise errors.DatasetError(f"{folder}: ground-truth folder not found. Give the folder of PASCAL VOC .xml files "
+                                  "or a COCO / BBBC041 .json file.")
     paths = sorted(path for path in folder.iterdir()
                    if path.is_file() and path.suffix.lower() == ".xml" and not path.name.startswith("."))
     if not paths:
@@ -393,6 +489,152 @@ def _counts_and_confusion(ground_truth: Mapping[str, voc.VocAnnotation], predict
     return figures, matrix.tolist()
 
 
+# ---------------------------------------------------------------- counts per image
+
+
+def _pearson_r(annotated: np.ndarray, predicted: np.ndarray) -> float:
+    """``scipy.stats.pearsonr`` statistic; NaN when undefined (fewer than 2 images, or a constant count)."""
+    from scipy import stats
+
+    if annotated.size < 2 or np.ptp(annotated) == 0 or np.ptp(predicted) == 0:
+        return math.nan
+    return float(stats.pearsonr(annotated, predicted).statistic)
+
+
+def count_statistics(predicted: Sequence[float], annotated: Sequence[float]) -> CountStatistics:
+    """MAE, mean relative error, Pearson r and Bland-Altman bias / 95 % limits of two count series.
+
+    Args:
+        predicted: p, float or int [n], predicted count per image.
+        annotated: a, float or int [n], annotated count of the same images, same order.
+
+    Returns:
+        ``CountStatistics`` (formulas in its docstring); NaN where a figure is undefined.
+
+    Raises:
+        ValueError: the two series differ in length.
+    """
+    predicted, annotated = np.asarray(predicted, np.float64), np.asarray(annotated, np.float64)
+    if predicted.shape != annotated.shape or predicted.ndim != 1:
+        raise ValueError(f"count_statistics: predicted {predicted.shape} and annotated {annotated.shape} must be [n]")
+    difference = predicted - annotated
+    counted = annotated > 0
+    bias = float(np.mean(difference)) if difference.size else math.nan
+    spread = float(np.std(difference, ddof=1)) if difference.size >= 2 else math.nan
+    return CountStatistics(
+        images=int(difference.size), annotated_total=int(annotated.sum()), predicted_total=int(predicted.sum()),
+        mean_absolute_error=float(np.mean(np.abs(difference))) if difference.size else math.nan,
+        mean_relative_error=float(np.mean(np.abs(difference[counted]) / annotated[counted])) if counted.any()
+        else math.nan,
+        relative_error_images=int(counted.sum()), pearson_r=_pearson_r(annotated, predicted), bias=bias,
+        sd_difference=spread, lower_limit_of_agreement=bias - LIMITS_OF_AGREEMENT_Z * spread,
+        upper_limit_of_agreement=bias + LIMITS_OF_AGREEMENT_Z * spread)
+
+
+def annotated_counts(ground_truth: Mapping[str, voc.VocAnnotation], names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Image file name -> {class: non-difficult boxes}, every class of ``names`` in every row."""
+    counts = {filename: dict.fromkeys(names, 0) for filename in ground_truth}
+    for filename, annotation in ground_truth.items():
+        for obj in annotation.objects:
+            if not obj.difficult:
+                counts[filename][obj.name] += 1
+    return counts
+
+
+def _summed_mae(annotated: Mapping[str, Mapping[str, int]], predicted: Mapping[str, Mapping[str, int]],
+                names: Sequence[str]) -> float:
+    """Sum over classes of the per-class MAE = mean over images of sum_c |p_ic - a_ic|; NaN without images."""
+    if not annotated:
+        return math.nan
+    return float(np.mean([sum(abs(predicted[filename].get(name, 0) - annotated[filename][name]) for name in names)
+                          for filename in annotated]))
+
+
+def _best_threshold(scan: dict[str, list[float]], in_use: float) -> tuple[float, float]:
+    """(threshold, summed MAE) with the lowest summed MAE; ties: closest to ``in_use``, then the lower."""
+    candidates = [(round(error, 12), abs(threshold - in_use), threshold, error)
+                  for threshold, error in zip(scan["score_thresholds"], scan["summed_mean_absolute_error"])]
+    _, _, threshold, error = min(candidates)
+    return threshold, error
+
+
+def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+                    names: Sequence[str], score_threshold: float) -> CountAgreement:
+    """Compare predicted with annotated counts per image and class (definitions in ``CountStatistics``).
+
+    Args:
+        ground_truth: image file name -> annotation; every image is a row, empty ones included.
+        predictions: detections whose ``filename`` is a ground-truth key (``match_predictions``).
+        names: classes in order; must include every annotated and predicted class.
+        score_threshold: the threshold in use (detections with score >= it are counted).
+
+    Returns:
+        The ``CountAgreement``, with the best threshold of ``COUNT_THRESHOLD_GRID`` plus the
+        threshold in use (chosen on these images, so optimistic).
+    """
+    annotated = annotated_counts(ground_truth, names)
+    predicted = outputs.count_per_image(predictions, ground_truth, names, score_threshold)
+    per_class = {name: count_statistics([predicted[filename][name] for filename in annotated],
+                                        [annotated[filename][name] for filename in annotated]) for name in names}
+    all_classes = count_statistics([sum(predicted[filename].values()) for filename in annotated],
+                                   [sum(annotated[filename].values()) for filename in annotated])
+    thresholds = sorted(set(COUNT_THRESHOLD_GRID) | {float(score_threshold)})
+    scan = {"score_thresholds": thresholds,
+            "summed_mean_absolute_error": [
+                _summed_mae(annotated, outputs.count_per_image(predictions, ground_truth, names, threshold), names)
+                for threshold in thresholds]}
+    best_threshold, best_error = _best_threshold(scan, float(score_threshold))
+    return CountAgreement(
+        score_threshold=float(score_threshold), classes=list(names), per_class=per_class, all_classes=all_classes,
+        summed_mean_absolute_error=_summed_mae(annotated, predicted, names), best_score_threshold=best_threshold,
+        best_summed_mean_absolute_error=best_error, best_threshold_note=BEST_THRESHOLD_NOTE, threshold_scan=scan,
+        lowest_prediction_score=min((float(p.score) for p in predictions), default=None),
+        per_image={filename: {"annotated": annotated[filename], "predicted": predicted[filename]}
+                   for filename in annotated})
+
+
+def count_table_rows(agreement: CountAgreement, images_column: bool = True) -> list[list[Any]]:
+    """Header + one row per class (+ "all classes" when there are several): n, totals, MAE, MRE, r, bias, limits.
+
+    ``images_column=False`` leaves out n (the same in every row) for narrow pages.
+    """
+    rows = [["class", *["images"] * images_column, "annotated", "predicted", "MAE", "MRE (images)", "Pearson r",
+             "bias", "95 % limits of agreement"]]
+    entries = list(agreement.per_class.items())
+    if len(entries) > 1:
+        entries.append(("all classes (totals)", agreement.all_classes))
+    for name, values in entries:
+        rows.append([name, *[values.images] * images_column, values.annotated_total, values.predicted_total,
+                     qc.format_value(values.mean_absolute_error),
+                     f"{qc.format_value(values.mean_relative_error)} ({values.relative_error_images})",
+                     qc.format_value(values.pearson_r), qc.format_value(values.bias),
+                     f"{qc.format_value(values.lower_limit_of_agreement)} to "
+                     f"{qc.format_value(values.upper_limit_of_agreement)}"])
+    return rows
+
+
+def count_summary_lines(agreement: CountAgreement) -> list[str]:
+    """Plain sentences: what was counted, the threshold in use, the best one (stated as optimistic), r notes."""
+    lines = [f"Counts per image: detections with score >= {agreement.score_threshold:g} against annotated "
+             "non-difficult boxes. MAE = mean |predicted - annotated| (objects per image); MRE = mean "
+             "|predicted - annotated| / annotated over the images with annotated > 0 (their number in brackets); "
+             "Bland-Altman bias = mean(predicted - annotated), 95 % limits of agreement = bias +- 1.96 SD (ddof 1).",
+             f"Score threshold in use: {agreement.score_threshold:g} (MAE summed over classes "
+             f"{qc.format_value(agreement.summed_mean_absolute_error)}). Best count agreement at score threshold "
+             f"{agreement.best_score_threshold:g} (MAE summed over classes "
+             f"{qc.format_value(agreement.best_summed_mean_absolute_error)}), {agreement.best_threshold_note}; "
+             f"scanned {agreement.threshold_scan['score_thresholds'][0]:g} to "
+             f"{agreement.threshold_scan['score_thresholds'][-1]:g}."]
+    if any(math.isnan(values.pearson_r) for values in agreement.per_class.values()):
+        lines.append("Pearson r is undefined (n/a) where the annotated or predicted count is the same on every "
+                     "image, or with fewer than 2 images.")
+    lowest = agreement.lowest_prediction_score
+    if lowest is not None and sum(threshold <= lowest for threshold in agreement.threshold_scan["score_thresholds"]) > 1:
+        lines.append(f"The lowest score in the predictions is {lowest:g}: thresholds at or below it count the same "
+                     "(predictions cut at a higher score cannot tell them apart).")
+    return lines
+
+
 # ---------------------------------------------------------------- the evaluation
 
 
@@ -408,15 +650,15 @@ def _check_thresholds(score_threshold: float, iou_threshold: float, max_detectio
 def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
                        classes: Sequence[str] | None = None, score_threshold: float = 0.3, iou_threshold: float = 0.5,
                        max_detections: int = 100) -> DetectionEvaluation:
-    """Score predictions against ground truth (definitions in the module docstring).
+    """Score predictions against ground truth and compare counts (definitions in the module docstring).
 
     Args:
         ground_truth: image file name -> annotation; every image counts, empty ones included.
         predictions: detections; ``filename`` must name a ground-truth image (``match_predictions``
             is applied, so an XML stem also matches). Boxes in pixels (xmin, ymin, xmax, ymax).
         classes: category order (e.g. the model's label map); None = sorted ground-truth classes.
-        score_threshold: lowest score for TP/FP/FN, precision, recall, F1 and the confusion matrix
-            (AP always ranks every prediction).
+        score_threshold: lowest score for TP/FP/FN, precision, recall, F1, the confusion matrix and
+            the count agreement (AP always ranks every prediction).
         iou_threshold: lowest IoU of a match for the same figures (AP uses COCO's thresholds).
         max_detections: detections per image and class that COCOeval keeps (highest scores).
 
@@ -441,11 +683,13 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
         maps, aps, curves = {"map50_95": math.nan, "map50": math.nan, "map75": math.nan}, {}, {}
     counts, matrix = _counts_and_confusion(ground_truth, predictions, names, score_threshold, iou_threshold)
     per_class = {name: {**aps[name], **counts[name]} for name in names}
+    count_agreement = evaluate_counts(ground_truth, predictions, names, score_threshold)
     thresholds = {"iou_threshold": float(iou_threshold), "score_threshold": float(score_threshold),
                   "max_detections": int(max_detections), "map": MAP_DESCRIPTION}
     return DetectionEvaluation(map50=maps["map50"], map50_95=maps["map50_95"], map75=maps["map75"],
                                per_class=per_class, thresholds=thresholds, unknown_classes=unknown, classes=names,
-                               confusion_matrix=matrix, pr_curves=curves, number_of_images=len(ground_truth))
+                               confusion_matrix=matrix, pr_curves=curves, number_of_images=len(ground_truth),
+                               count_agreement=count_agreement)
 
 
 def summary_table(evaluation: DetectionEvaluation) -> str:
@@ -463,6 +707,9 @@ def summary_table(evaluation: DetectionEvaluation) -> str:
     if evaluation.unknown_classes:
         lines.append("Classes only in the predictions (no AP, not in the mean): "
                      + ", ".join(evaluation.unknown_classes))
+    if evaluation.count_agreement is not None:
+        lines += ["", *count_summary_lines(evaluation.count_agreement), "",
+                  qc.text_table(count_table_rows(evaluation.count_agreement))]
     return "\n".join(lines)
 
 
@@ -539,4 +786,111 @@ def plot_confusion_matrix(evaluation: DetectionEvaluation, path: str | pathlib.P
     axes.set_ylabel("annotated")
     axes.set_title(f"Detection confusion matrix\nIoU >= {evaluation.thresholds['iou_threshold']}, score >= "
                    f"{evaluation.thresholds['score_threshold']} (class-agnostic matching)", fontsize=10)
+    return _save(figure, path)
+
+
+def _count_axes(names: Sequence[str]) -> tuple[Any, list]:
+    """A figure with one square panel per class (at least one), up to 3 per row."""
+    columns = min(3, max(1, len(names)))
+    rows = math.ceil(max(1, len(names)) / columns)
+    figure = _figure(3.7 * columns + 0.3, 3.7 * rows + 0.8)
+    panels = [figure.add_subplot(rows, columns, index + 1) for index in range(max(1, len(names)))]
+    return figure, panels
+
+
+def _multiplicity(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique (x, y) points and how many images fall on each (counts are whole numbers and overlap)."""
+    if not x.size:
+        return x, y, x
+    points, number = np.unique(np.stack([x, y], axis=1), axis=0, return_counts=True)
+    return points[:, 0], points[:, 1], number
+
+
+def _points(axes, x: np.ndarray, y: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """Scatter with marker area proportional to the images on each point."""
+    x, y, number = _multiplicity(x, y)
+    axes.scatter(x, y, s=24 * number, color=np.array(colour) / 255, alpha=0.7, edgecolors="black", linewidths=0.4,
+                 zorder=3)
+
+
+def plot_count_scatter(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
+    """Save predicted against annotated count per image, one panel per class, with the identity line; the PNG path.
+
+    Marker area grows with the number of images on the same point; each panel's title gives
+    n, MAE and Pearson r (n/a when undefined).
+    """
+    import matplotlib.ticker
+
+    agreement = evaluation.count_agreement
+    names = list(agreement.classes)
+    figure, panels = _count_axes(names)
+    colours = outputs.class_colours(names)
+    for index, (axes, name) in enumerate(zip(panels, names)):
+        annotated, predicted = agreement.counts(name)
+        top = max(1.0, float(max(annotated.max(initial=0), predicted.max(initial=0)))) * 1.1 + 0.3
+        axes.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="identity: predicted = annotated")
+        _points(axes, annotated, predicted, colours[name])
+        values = agreement.per_class[name]
+        axes.set_xlim(-0.05 * top, top)
+        axes.set_ylim(-0.05 * top, top)
+        axes.set_box_aspect(1)
+        for axis in (axes.xaxis, axes.yaxis):
+            axis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axes.set_xlabel("annotated count per image")
+        axes.set_ylabel("predicted count per image")
+        axes.set_title(f"{name} (n = {values.images})\nMAE {qc.format_value(values.mean_absolute_error)}, "
+                       f"r {qc.format_value(values.pearson_r)}", fontsize=9)
+        if index == 0:
+            axes.legend(loc="upper left", fontsize=7)
+    if not names:
+        panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
+    figure.suptitle(f"Predicted vs annotated count per image (score ≥ {agreement.score_threshold:g}; annotated = "
+                    "non-difficult boxes)\nmarker area ∝ number of images on the point", fontsize=10)
+    return _save(figure, path)
+
+
+def _agreement_lines(axes, values: CountStatistics) -> list[float]:
+    """Draw zero, bias and the 95 % limits (when defined), labelled at the right edge; the levels drawn."""
+    axes.axhline(0, color="grey", linewidth=0.8)
+    lines = [(values.upper_limit_of_agreement, "--", "bottom", "upper limit"), (values.bias, "-", "bottom", "bias"),
+             (values.lower_limit_of_agreement, "--", "top", "lower limit")]
+    drawn = []
+    for level, style, position, label in lines:
+        if math.isfinite(level):
+            axes.axhline(level, color="tab:red", linestyle=style, linewidth=1)
+            axes.annotate(f"{label} {level:+.2f}", xy=(0.99, level), xycoords=("axes fraction", "data"), ha="right",
+                          va=position, fontsize=7, color="tab:red")
+            drawn.append(level)
+    return drawn
+
+
+def plot_bland_altman(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
+    """Save a Bland-Altman plot per class: predicted - annotated against their mean, bias and 95 % limits; the PNG path.
+
+    Lines: bias = mean(predicted - annotated) (solid), bias ± 1.96 SD (dashed; absent with fewer
+    than 2 images), zero (grey).
+    """
+    agreement = evaluation.count_agreement
+    names = list(agreement.classes)
+    figure, panels = _count_axes(names)
+    colours = outputs.class_colours(names)
+    for axes, name in zip(panels, names):
+        annotated, predicted = agreement.counts(name)
+        difference = predicted - annotated
+        _points(axes, (annotated + predicted) / 2, difference, colours[name])
+        levels = _agreement_lines(axes, agreement.per_class[name])
+        spread = max([1.0, *np.abs(difference), *np.abs(levels)]) * 1.3
+        axes.set_ylim(-spread, spread)
+        axes.set_box_aspect(1)
+        axes.set_xlabel("mean of predicted and annotated count")
+        axes.set_ylabel("predicted − annotated count")
+        values = agreement.per_class[name]
+        limits = ("n < 2: no limits" if not math.isfinite(values.sd_difference) else
+                  f"95 % limits {values.lower_limit_of_agreement:+.2f} to {values.upper_limit_of_agreement:+.2f}")
+        axes.set_title(f"{name} (n = {values.images})\nbias {qc.format_value(values.bias)}, {limits}", fontsize=9)
+    if not names:
+        panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
+    figure.suptitle(f"Bland–Altman: predicted − annotated count against their mean, per image (score ≥ "
+                    f"{agreement.score_threshold:g})\nbias = mean difference; 95 % limits of agreement = bias ± 1.96 SD",
+                    fontsize=10)
     return _save(figure, path)
