@@ -21,35 +21,45 @@ import numpy as np
 
 from helpers.classification.config import ClassificationConfig
 
+# The augmentation layers compute in float32 whatever the global mixed-precision policy (the model casts
+# its inputs itself). Built under "mixed_float16" / "mixed_bfloat16" they would inherit it, and Keras's
+# CutMix then fails ("Unsupported dtype" for tf.range in float16), MixUp multiplies float16 by float32
+# (TypeError), and every augmented pixel and one-hot label is rounded to float16 before the model sees it.
+PIPELINE_DTYPE = "float32"
+
 
 def build_augmenter(config: ClassificationConfig) -> keras.Sequential | None:
     """The per-image augmentation layers of ``config.augmentation``, or None for ``"none"``."""
     if config.augmentation == "none":
         return None
     seed = config.split_seed
-    layers = [keras.layers.RandomFlip("horizontal_and_vertical", seed=seed)]
+    layers = [keras.layers.RandomFlip("horizontal_and_vertical", seed=seed, dtype=PIPELINE_DTYPE)]
     if config.rotation_degrees > 0:
-        layers.append(keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="reflect", seed=seed + 1))
+        layers.append(keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="reflect", seed=seed + 1,
+                                                  dtype=PIPELINE_DTYPE))
     if config.zoom_fraction > 0:
-        layers.append(keras.layers.RandomZoom(config.zoom_fraction, fill_mode="reflect", seed=seed + 2))
+        layers.append(keras.layers.RandomZoom(config.zoom_fraction, fill_mode="reflect", seed=seed + 2,
+                                              dtype=PIPELINE_DTYPE))
     if config.translation_fraction > 0:
         layers.append(keras.layers.RandomTranslation(config.translation_fraction, config.translation_fraction,
-                                                     fill_mode="reflect", seed=seed + 3))
+                                                     fill_mode="reflect", seed=seed + 3, dtype=PIPELINE_DTYPE))
     if config.contrast_fraction > 0:
-        layers.append(keras.layers.RandomContrast(config.contrast_fraction, value_range=(0, 255), seed=seed + 4))
+        layers.append(keras.layers.RandomContrast(config.contrast_fraction, value_range=(0, 255), seed=seed + 4,
+                                                  dtype=PIPELINE_DTYPE))
     if config.augmentation == "randaugment":
-        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed + 5))
+        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed + 5,
+                                                dtype=PIPELINE_DTYPE))
     elif config.augmentation == "augmix":
-        layers.append(keras.layers.AugMix(value_range=(0, 255), seed=seed + 5))
+        layers.append(keras.layers.AugMix(value_range=(0, 255), seed=seed + 5, dtype=PIPELINE_DTYPE))
     return keras.Sequential(layers, name="augmentation")
 
 
 def build_mixer(config: ClassificationConfig):
     """The batch-mixing layer of ``config.mixing`` (CutMix or MixUp), or None."""
     if config.mixing == "cutmix":
-        return keras.layers.CutMix(factor=1.0, seed=config.split_seed + 6)
+        return keras.layers.CutMix(factor=1.0, seed=config.split_seed + 6, dtype=PIPELINE_DTYPE)
     if config.mixing == "mixup":
-        return keras.layers.MixUp(alpha=0.2, seed=config.split_seed + 6)
+        return keras.layers.MixUp(alpha=0.2, seed=config.split_seed + 6, dtype=PIPELINE_DTYPE)
     return None
 
 

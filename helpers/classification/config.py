@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from helpers import errors
+from helpers import errors, precision
 from helpers.classification import backbones
 from helpers.config import field
 
@@ -71,8 +71,7 @@ class ClassificationConfig:
                                     "rate is divided by 5.", minimum=1, maximum=1000)
     early_stopping_patience: int = field(8, "Epochs without a better validation balanced accuracy before a "
                                          "phase stops (0 = never stop early).", minimum=0, maximum=1000)
-    mixed_precision: str = field("auto", "'auto' = float16 on a GPU, float32 on a CPU.",
-                                 choices=("auto", "float32", "float16", "bfloat16"))
+    mixed_precision: str = field("auto", precision.HELP, choices=precision.CHOICES)
     steps_per_epoch: int = field(0, "Training steps per epoch (0 = one pass over the training images).",
                                  minimum=0, maximum=100000)
     minimum_images_per_class: int = field(10, "The data check flags classes with fewer images than this.",

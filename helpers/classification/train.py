@@ -47,6 +47,7 @@ import keras
 import numpy as np
 
 from helpers import errors, history, runs
+from helpers import precision as precision_module
 from helpers.classification import augmentation, pipeline
 from helpers.classification import model as model_module
 from helpers.classification.config import ClassificationConfig
@@ -297,12 +298,12 @@ def _plain(row: dict) -> dict:
 
 
 def choose_precision(config: ClassificationConfig) -> str:
-    """The Keras dtype policy: mixed float16 only on a GPU when ``mixed_precision = auto``."""
-    import tensorflow as tf
+    """The Keras dtype policy of ``config.mixed_precision`` (the rule of every task, ``helpers.precision``).
 
-    if config.mixed_precision == "auto":
-        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    return {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[config.mixed_precision]
+    "auto" gives "mixed_bfloat16" on a TPU, "mixed_float16" on a GPU (``Model.compile`` then wraps the
+    optimiser in ``keras.optimizers.LossScaleOptimizer``) and "float32" on a CPU.
+    """
+    return precision_module.keras_policy(config.mixed_precision)
 
 
 def _datasets(config, train_items, validation_items, classes, task: TrainingTask = CLASSIFICATION):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from helpers import errors
+from helpers import errors, precision
 from helpers.config import field
 from helpers.detection import backbones
 
@@ -20,7 +20,8 @@ class DetectionConfig:
     """Every setting of one detection training run (units in the help texts)."""
 
     images_dir: str = field("", "Folder of training images (PNG, JPEG, BMP or TIFF).")
-    annotations_dir: str = field("", "Folder of PASCAL VOC .xml files, one per image, same file stem.")
+    annotations_dir: str = field("", "Folder of PASCAL VOC .xml files (one per image, same file stem), or one COCO "
+                                 "or BBBC041 .json file.")
     model_path: str = field("", "Folder where the run folder <model_path>/<model_name> is created.")
     model_name: str = field("", "Name of this run; reuse it to resume an interrupted run.")
     preset: str = field("default", "Named set of defaults for the fields left blank.",
@@ -61,8 +62,7 @@ class DetectionConfig:
     nms_iou_threshold: float = field(0.5, "Overlapping detections above this IoU are merged (NMS).",
                                      minimum=0.05, maximum=1.0)
     max_detections: int = field(100, "Most detections kept per image.", minimum=1, maximum=1000)
-    mixed_precision: str = field("auto", "'auto' = float16 on a GPU, float32 on a CPU.",
-                                 choices=("auto", "float32", "float16", "bfloat16"))
+    mixed_precision: str = field("auto", precision.HELP, choices=precision.CHOICES)
     steps_per_epoch: int = field(0, "Training steps per epoch (0 = one pass over the training images).",
                                  minimum=0, maximum=100000)
 

@@ -91,7 +91,13 @@ def export_saved_model(model: tf_keras.Model, config: DetectionConfig, class_nam
     if staging.exists():
         shutil.rmtree(staging)  # our own leftover of an interrupted export, inside the run folder
     module = _ServingModule(model, class_names, config.image_size)
-    tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve})
+    # Only the serving signature is written, not tf_keras's traced call function of every layer (nothing
+    # reloads those: the detector is used through serving_default). SpineNet-49-Mobile at 128 px on a CPU:
+    # export 85 s -> 24 s, reload 25 s -> 4 s. tf_keras has no public switch; its range is pinned in pyproject.
+    from tf_keras.src.saving.legacy.saved_model import utils as keras_saved_model_utils
+
+    with keras_saved_model_utils.keras_option_scope(save_traces=False):
+        tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve})
     metadata = {"format_version": FORMAT_VERSION, "class_names": list(class_names), "image_size": config.image_size,
                 "score_threshold": config.score_threshold, "remove_background": config.remove_background,
                 "backbone": config.backbone}

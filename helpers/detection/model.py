@@ -30,7 +30,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras
 
-from helpers import errors
+from helpers import errors, precision
 from helpers.detection import backbones
 from helpers.detection import strategy as strategy_module
 from helpers.detection.config import DetectionConfig
@@ -58,7 +58,7 @@ def _import_model_garden() -> None:
 
 
 def resolve_precision(mixed_precision: str) -> str:
-    """The compute dtype for a ``mixed_precision`` form value.
+    """The compute dtype for a ``mixed_precision`` form value (``helpers.precision.resolve``, the rule of every task).
 
     Args:
         mixed_precision: ``"auto"``, ``"float32"``, ``"float16"`` or ``"bfloat16"``.
@@ -67,9 +67,7 @@ def resolve_precision(mixed_precision: str) -> str:
         ``"float32"``, ``"float16"`` or ``"bfloat16"``. ``"auto"`` gives bfloat16 on a TPU,
         float16 on a GPU and float32 on a CPU (where reduced precision is slower, not faster).
     """
-    if mixed_precision != "auto":
-        return mixed_precision
-    return {"tpu": "bfloat16", "gpu": "float16"}.get(strategy_module.accelerator_kind(), "float32")
+    return precision.resolve(mixed_precision, strategy_module.accelerator_kind() if mixed_precision == "auto" else None)
 
 
 def _learning_rate_config(config: DetectionConfig, steps_per_epoch: int) -> dict[str, Any]:
@@ -135,6 +133,8 @@ def build_experiment(config: DetectionConfig, num_classes: int, train_records: s
     experiment = exp_factory.get_exp_config(spec.experiment)
     dtype = resolve_precision(config.mixed_precision)
     size = config.image_size
+    # loss_scale None: for float16, Model Garden's create_optimizer (performance.configure_optimizer) wraps the
+    # optimiser in tf_keras's dynamic LossScaleOptimizer; train._train_step_function scales the loss for it.
     experiment.override({"runtime": {"mixed_precision_dtype": dtype, "loss_scale": None}}, is_strict=True)
     experiment.task.model.override(spec.model_overrides, is_strict=True)
     _sync_batch_norm_only_across_replicas(experiment, replicas)
