@@ -25,12 +25,17 @@ cell, from top to bottom; you never need to edit code.
 between 0 and 1. This notebook uses **RetinaNet** (Lin et al. 2017) as implemented in the
 TensorFlow Model Garden.
 
-**The data it expects.** Two folders (they may be the same folder):
+**The data it expects.** An images folder and its annotations:
 - an images folder: PNG, JPEG, BMP or TIFF (8- or 16-bit, grey or colour), any size;
-- an annotations folder: one PASCAL VOC `.xml` file per image, **with the same file name**
-  (`cell_001.png` ↔ `cell_001.xml`). Make them with **LabelImg**, **CVAT** (export "PASCAL VOC
-  1.1") or **Roboflow** (export "Pascal VOC"). An `.xml` without boxes is a valid image of
-  background only.
+- annotations, in one of three forms (the data check says which one it found):
+  - a folder with one PASCAL VOC `.xml` file per image, **with the same file name**
+    (`cell_001.png` ↔ `cell_001.xml`), made with **LabelImg**, **CVAT** (export "PASCAL VOC
+    1.1") or **Roboflow** (export "Pascal VOC"); an `.xml` without boxes is a valid image of
+    background only;
+  - one **COCO** `.json` file (CVAT, Roboflow and Label Studio "COCO" export); crowd regions
+    (`iscrowd`) are left out of training and ignored when scoring;
+  - one **BBBC041** `.json` file (the malaria blood-smear set's format); its `difficult` cells
+    are left out of training and ignored when scoring.
 
 Keep a few annotated images **apart** in a second pair of folders: section 5 measures the model
 on them. Numbers measured on images the model trained on are not evidence.

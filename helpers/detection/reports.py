@@ -73,7 +73,7 @@ def _dataset_section(document: Any, session: Any) -> None:
     document.heading("Dataset")
     statistics = dataset.statistics()
     document.key_value_table([("Images folder", session.config.images_dir),
-                              ("Annotations folder", session.config.annotations_dir),
+                              ("Annotations (folder or .json file)", session.config.annotations_dir),
                               ("Usable images", statistics["images"])]
                              + [(f"Boxes of {name}", count) for name, count in statistics["objects_per_class"].items()])
     counts = dataset.problem_counts()
