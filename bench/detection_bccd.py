@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import platform
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--validation-interval", type=int, default=0,
+                        help="validate every N epochs (0 = the automatic rule; 1 = every epoch, as before)")
     parser.add_argument("--output", default=str(REPOSITORY_ROOT / "bench" / "output"))
     parser.add_argument("--smoke", action="store_true", help="2 epochs of 2 steps at 128 px on 12 images")
     arguments = parser.parse_args(argv)
@@ -60,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         DetectionConfig, "default", images_dir=str(bccd / "JPEGImages"), annotations_dir=str(bccd / "Annotations"),
         model_path=str(output), model_name="run", backbone=arguments.backbone, pretrained="none",
         image_size=size, epochs=2 if arguments.smoke else arguments.epochs, batch_size=arguments.batch_size,
-        learning_rate=arguments.learning_rate, steps_per_epoch=2 if arguments.smoke else 0)
+        learning_rate=arguments.learning_rate, steps_per_epoch=2 if arguments.smoke else 0,
+        validation_interval=arguments.validation_interval)
     dataset = doctor.load_detection_dataset(config.images_dir, config.annotations_dir, progress=False)
     by_stem = {item.stem: item for item in dataset.items}
     train_items = [by_stem[stem] for stem in stems(bccd, arguments.train_split) if stem in by_stem]
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     result = train.train_detector(config, run, train_items, validation_items, dataset.classes, dataset.usable_objects,
                                   callbacks=(train.ProgressCallback(),))
     training_seconds = time.perf_counter() - started
+    rows = history.read_history(run.history_path)
+    validated_rows = [row for row in rows if not math.isnan(row["validation_seconds"])]  # empty = not validated
+    validation_seconds = sum(row["validation_seconds"] for row in validated_rows)
     export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
 
     test_images, test_annotations = link_split(bccd, test_stems, output / "test")
@@ -85,14 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(), "config": dataclasses.asdict(config),
         "train_split": arguments.train_split, "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
         "epochs": result.epochs_completed, "best_epoch": result.best_epoch, "training_seconds": round(training_seconds, 1),
-        "seconds_per_epoch_median": statistics.median(row["epoch_seconds"] for row in
-                                                      history.read_history(run.history_path)),
+        "seconds_per_epoch_median": statistics.median(row["epoch_seconds"] for row in rows),
+        "validation_seconds": round(validation_seconds, 1),
+        "validation_share_of_training_wall_time": round(validation_seconds / training_seconds, 4),
+        "validated_epochs": [row["epoch"] for row in validated_rows],
         "test_map50": evaluation["map50"], "test_map50_95": evaluation["map50_95"], "per_class": evaluation["per_class"],
         "validation_best": result.best_metrics, "predictions_csv": str(prediction.csv_path),
     }
     (output / "result.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    print(json.dumps({key: report[key] for key in ("epochs", "training_seconds", "test_map50", "test_map50_95",
-                                                   "per_class")}, indent=2, default=str))
+    print(json.dumps({key: report[key] for key in ("epochs", "training_seconds", "validation_share_of_training_wall_time",
+                                                   "test_map50", "test_map50_95", "per_class")}, indent=2, default=str))
     return 0
 
 

@@ -100,9 +100,11 @@ def plot_history(path: str | pathlib.Path, output_path: str | pathlib.Path,
     epochs = [row["epoch"] for row in rows]
     for axis, (title, columns) in zip(axes[0], panels):
         for column in columns:
-            values = [row.get(column, math.nan) for row in rows]
-            if any(not math.isnan(value) for value in values):
-                axis.plot(epochs, values, marker="o", markersize=3, label=column.replace("_", " "))
+            # Epochs without a value (e.g. not validated) are left out, so the line joins the others.
+            points = [(epoch, row.get(column, math.nan)) for epoch, row in zip(epochs, rows)]
+            points = [(epoch, value) for epoch, value in points if not math.isnan(value)]
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=column.replace("_", " "))
         axis.set_title(title)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)

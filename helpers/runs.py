@@ -106,7 +106,7 @@ class RunFolder:
 
 # Settings a user may change between two sessions of the same run (e.g. add epochs after a
 # disconnect, or point at the same data mounted at another path) without starting a new run.
-RESUMABLE_CHANGES = frozenset({"epochs", "number_of_epochs", "images_dir", "annotations_dir",
+RESUMABLE_CHANGES = frozenset({"epochs", "number_of_epochs", "validation_interval", "images_dir", "annotations_dir",
                                "labels_csv", "model_path", "test_images_dir", "test_annotations_dir",
                                "test_labels_csv"})
 

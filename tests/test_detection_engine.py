@@ -247,3 +247,27 @@ def test_synchronised_batch_norm_only_when_several_replicas_share_a_batch(tmp_pa
     tf.train.Checkpoint(model=models[1]).read(prefix).assert_consumed()
     for single, several in zip(models[1].weights, models[2].weights):
         np.testing.assert_array_equal(single.numpy(), several.numpy())
+
+
+def test_validation_epochs_on_a_cpu_are_every_few_and_every_one_at_the_end():
+    assert train.validation_epochs(14, 0, "cpu") == {2, 4, 6, 8, 10, 12, 13, 14}
+    assert train.validation_epochs(14, 0, "gpu") == set(range(1, 15))
+    assert train.validation_epochs(50, 0, "cpu") == set(range(5, 41, 5)) | set(range(41, 51))
+    assert train.validation_epochs(2, 0, "cpu") == {1, 2}
+    assert train.validation_epochs(5, 2, "gpu") == {2, 4, 5}  # a number typed in the form wins everywhere
+
+
+def test_unvalidated_epochs_have_no_scores_and_cannot_become_the_best(dataset, tmp_path):
+    config = small_config(dataset.images_dir.parent, tmp_path, "interval", epochs=5, steps_per_epoch=1,
+                          validation_interval=2)
+    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    run.write_label_map(dataset.classes)
+    result = train.train_detector(config, run, dataset.items[:6], dataset.items[6:], dataset.classes,
+                                  dataset.usable_objects)
+    rows = history.read_history(run.history_path)
+    validated = [row["epoch"] for row in rows if not np.isnan(row["validation_map50"])]
+    assert validated == [2, 4, 5]
+    assert all(row["validation_seconds"] > 0 for row in rows if row["epoch"] in validated)
+    assert all(np.isnan(row["validation_seconds"]) for row in rows if row["epoch"] not in validated)
+    assert result.best_epoch in validated
+    assert "Cache" in type(result.loop.validator.dataset).__name__  # decoded once, kept in memory

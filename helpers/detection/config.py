@@ -65,6 +65,9 @@ class DetectionConfig:
     mixed_precision: str = field("auto", precision.HELP, choices=precision.CHOICES)
     steps_per_epoch: int = field(0, "Training steps per epoch (0 = one pass over the training images).",
                                  minimum=0, maximum=100000)
+    validation_interval: int = field(0, "Validate every N epochs (and always in the last fifth of the epochs). "
+                                        "0 = automatic: every epoch on a GPU or TPU; on a CPU every "
+                                        "⌈epochs / 10⌉ epochs.", minimum=0, maximum=1000)
 
     PRESETS = {
         "default": {},

@@ -14,7 +14,10 @@ learning-rate schedule come from Model Garden's ``OptimizerFactory`` through
   continues with the next epoch. The checkpoint also stores the history rows, so a process
   killed between saving the checkpoint and appending the row is repaired on resume;
 * validation mAP through the same code path as prediction (``inference.to_detections``) and
-  pycocotools (``helpers.qc.detection.evaluate_detection``);
+  pycocotools (``helpers.qc.detection.evaluate_detection``), on a validation dataset built and
+  decoded once per session (kept in memory when small), with the loss compiled, after the epochs
+  ``validation_epochs`` chooses (every epoch on a GPU; on a CPU every few epochs and every epoch of
+  the last fifth); its time is the ``validation_seconds`` column;
 * callbacks for progress bars and live plots (``ProgressCallback``, ``LivePlotCallback``).
 """
 
@@ -39,7 +42,15 @@ from helpers.detection import strategy as strategy_module
 from helpers.detection.config import DetectionConfig
 
 HISTORY_COLUMNS = ("epoch", "train_total_loss", "train_class_loss", "train_box_loss", "validation_loss",
-                   "validation_map50", "validation_map50_95", "learning_rate", "epoch_seconds", "images_per_second")
+                   "validation_map50", "validation_map50_95", "learning_rate", "epoch_seconds", "images_per_second",
+                   "validation_seconds")
+# On a CPU, validating after every epoch took a quarter of a 35-minute BCCD budget (87 images, with the
+# checkpoints): there it runs every ceil(epochs / CPU_VALIDATIONS) epochs, and after every epoch of the last
+# fifth, where the best checkpoint is usually found.
+CPU_VALIDATIONS = 10
+LAST_EPOCHS_SHARE = 0.2
+# The validation batches stay in memory (decoded, resized, with anchor targets) when they fit in this.
+VALIDATION_CACHE_BYTES = 1 << 30
 # Detections down to this score count for validation mAP (AP integrates over all scores).
 VALIDATION_SCORE_THRESHOLD = 0.05
 CHECKPOINTS_KEPT = 3
@@ -95,6 +106,7 @@ class _Loop:
     class_names: list[str]
     steps_per_epoch: int
     callbacks: Sequence
+    validator: Any = None  # the session's _Validator, built at the first validation
 
 
 def _call(callbacks: Iterable, name: str, *arguments: Any) -> None:
@@ -232,6 +244,44 @@ def _train_epoch(loop: _Loop, epoch: int, iterator, train_step) -> dict:
             "images_per_second": loop.steps_per_epoch * loop.config.batch_size / max(seconds, 1e-9)}
 
 
+def validation_epochs(epochs: int, interval: int, accelerator: str) -> set[int]:
+    """The epochs (1..epochs) after which the model is validated.
+
+    Args:
+        epochs: the run's number of epochs.
+        interval: ``config.validation_interval``; 0 = automatic.
+        accelerator: ``"gpu"``, ``"tpu"`` or ``"cpu"`` (``strategy.accelerator_kind()``).
+
+    Returns:
+        Every ``interval``-th epoch (automatic: 1 on a GPU or TPU, ``ceil(epochs / CPU_VALIDATIONS)`` on
+        a CPU) plus every epoch of the last fifth (at least the last one), so that the best
+        checkpoint is chosen among the late epochs exactly as when validating every epoch.
+    """
+    if interval <= 0:
+        interval = 1 if accelerator in ("gpu", "tpu") else max(1, math.ceil(epochs / CPU_VALIDATIONS))
+    last = max(1, math.ceil(epochs * LAST_EPOCHS_SHARE))
+    return {epoch for epoch in range(1, epochs + 1) if epoch % interval == 0 or epoch > epochs - last}
+
+
+class _Validator:
+    """The validation dataset (built once, cached in memory when small) and the compiled loss of one session."""
+
+    def __init__(self, loop: _Loop, validation_set):
+        data = loop.experiment.task.validation_data
+        dataset = loop.task.build_inputs(data)
+        size = loop.config.image_size
+        # features float32 [S, S, 3] plus anchor targets of about half that size, per image
+        estimated_bytes = validation_set.number_of_images * size * size * 3 * 4 * 1.5
+        self.dataset = dataset.cache() if estimated_bytes <= VALIDATION_CACHE_BYTES else dataset
+        task, model, weight = loop.task, loop.model, loop.config.classification_loss_weight
+
+        @tf.function(reduce_retracing=True)
+        def loss(outputs, labels):
+            return model_module.weighted_total_loss(task, outputs, labels, model.losses, weight)[0]
+
+        self.loss = loss
+
+
 def validate(loop: _Loop, validation_set, ground_truth: dict) -> dict:
     """Validation loss and mAP of the current weights (one pass over the validation records).
 
@@ -239,16 +289,17 @@ def validate(loop: _Loop, validation_set, ground_truth: dict) -> dict:
     prediction, at score >= ``VALIDATION_SCORE_THRESHOLD``.
 
     Returns:
-        ``validation_loss``, ``validation_map50``, ``validation_map50_95``.
+        ``validation_loss``, ``validation_map50``, ``validation_map50_95``, ``validation_seconds``.
     """
     from helpers.qc import detection as detection_qc
 
-    dataset = loop.task.build_inputs(loop.experiment.task.validation_data)
+    started = time.perf_counter()
+    if loop.validator is None:
+        loop.validator = _Validator(loop, validation_set)
     loss_sum, image_count, predictions = 0.0, 0, []
-    for features, labels in dataset:
+    for features, labels in loop.validator.dataset:
         outputs = inference.run_model(loop.model, features, labels["image_info"])
-        total, _, _ = model_module.weighted_total_loss(loop.task, outputs, labels, loop.model.losses,
-                                                       loop.config.classification_loss_weight)
+        total = loop.validator.loss(outputs, labels)
         batch = int(features.shape[0])
         loss_sum, image_count = loss_sum + float(total) * batch, image_count + batch
         filenames = [validation_set.filenames[int(source_id) - 1] for source_id in
@@ -259,7 +310,8 @@ def validate(loop: _Loop, validation_set, ground_truth: dict) -> dict:
     evaluation = detection_qc.evaluate_detection(ground_truth, predictions, classes=loop.class_names,
                                                  score_threshold=VALIDATION_SCORE_THRESHOLD)
     return {"validation_loss": loss_sum / max(image_count, 1), "validation_map50": float(evaluation.map50),
-            "validation_map50_95": float(evaluation.map50_95)}
+            "validation_map50_95": float(evaluation.map50_95),
+            "validation_seconds": time.perf_counter() - started}
 
 
 def _ground_truth(items: Sequence, usable_objects: Callable) -> dict:
@@ -268,15 +320,25 @@ def _ground_truth(items: Sequence, usable_objects: Callable) -> dict:
             for item in items}
 
 
-def _save_epoch(loop: _Loop, managers, row: dict) -> None:
+def _epoch_score(row: dict, has_validation: bool) -> float | None:
+    """What the best checkpoint is chosen by: validation mAP50-95; minus the training loss without a
+    validation set; None for an epoch that was not validated (it cannot become the best)."""
+    if "validation_map50_95" in row:
+        return row["validation_map50_95"]
+    return None if has_validation else -row["train_total_loss"]
+
+
+def _save_epoch(loop: _Loop, managers, row: dict, has_validation: bool = False) -> None:
     """Checkpoint the epoch (best first, then latest), then append its history row."""
     epoch = row["epoch"]
-    score = row["validation_map50_95"] if "validation_map50_95" in row else -row["train_total_loss"]
+    score = _epoch_score(row, has_validation)
     rows = json.loads(loop.state["history"].numpy().decode("utf-8"))
     loop.state["history"].assign(json.dumps([old for old in rows if old["epoch"] < epoch] + [row]))
     loop.state["epoch"].assign(epoch)
-    if math.isfinite(score) and score > float(loop.state["best_score"].numpy()) or managers["best"].latest_checkpoint is None:
-        loop.state["best_score"].assign(score if math.isfinite(score) else -math.inf)
+    better = score is not None and math.isfinite(score) and score > float(loop.state["best_score"].numpy())
+    if better or managers["best"].latest_checkpoint is None:
+        # The first epoch is kept as "best" until a scored epoch beats it (score -inf until then).
+        loop.state["best_score"].assign(score if better else -math.inf)
         loop.state["best_epoch"].assign(epoch)
         managers["best"].save(checkpoint_number=epoch)
     managers["latest"].save(checkpoint_number=epoch)
@@ -354,11 +416,13 @@ def _run_epochs(loop: _Loop, managers, done: int, train_set, validation_set, gro
         lambda context: loop.task.build_inputs(loop.experiment.task.train_data, context))
     iterator = iter(dataset)
     train_step = _train_step_function(loop)
+    validated = validation_epochs(loop.config.epochs, loop.config.validation_interval,
+                                  strategy_module.accelerator_kind())
     for epoch in range(done + 1, loop.config.epochs + 1):
         row = _train_epoch(loop, epoch, iterator, train_step)
-        if validation_set is not None:
+        if validation_set is not None and epoch in validated:
             row.update(validate(loop, validation_set, ground_truth))
-        _save_epoch(loop, managers, row)
+        _save_epoch(loop, managers, row, has_validation=validation_set is not None)
         _call(loop.callbacks, "on_epoch_end", epoch, row)
 
 
