@@ -46,3 +46,5 @@ bench-smoke: $(STAMP)
 	$(BIN)/python bench/classification_speed.py --smoke
 	$(BIN)/python bench/from_scratch.py --task classification --smoke
 	$(BIN)/python bench/from_scratch.py --task grading --smoke
+	$(BIN)/python bench/finetune_vs_scratch.py --task detection --smoke
+	$(BIN)/python bench/finetune_vs_scratch.py --task classification --smoke

@@ -13,6 +13,7 @@ BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import detection_vs_yolo  # noqa: E402
+import finetune_vs_scratch  # noqa: E402
 import notebook_times  # noqa: E402
 
 
@@ -55,3 +56,22 @@ def test_pytest_duration_lines_are_parsed():
     match = notebook_times.DURATION_LINE.match("312.45s setup    tests/test_detection_notebook.py::test_x")
     assert match.groups() == ("312.45", "setup", "tests/test_detection_notebook.py::test_x")
     assert notebook_times.DURATION_LINE.match("(3 durations < 0.005s hidden.  Use -vv to show these durations.)") is None
+
+
+def test_finetune_split_keeps_pretraining_fine_tune_validation_and_test_apart(tmp_path):
+    main = tmp_path / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    for split, stems in (("train", range(0, 20)), ("val", range(20, 26)), ("test", range(26, 30))):
+        (main / f"{split}.txt").write_text("\n".join(f"img_{index:03d}" for index in stems) + "\n")
+    parts = finetune_vs_scratch.detection_split(tmp_path, finetune_images=6, validation_images=4, smoke=False)
+    assert [len(parts[name]) for name in ("A", "B", "validation", "test")] == [14, 6, 4, 4]
+    assert set(parts["A"]) | set(parts["B"]) == {f"img_{index:03d}" for index in range(20)}
+    assert not set(parts["A"]) & set(parts["B"])
+    assert parts == finetune_vs_scratch.detection_split(tmp_path, 6, 4, smoke=False)  # seeded
+
+
+def test_score_spread_flags_near_constant_scores():
+    constant = finetune_vs_scratch.spread([0.013, 0.0131, 0.0129, 0.013])
+    assert constant["fraction_within_0.01_of_median"] == 1.0 and constant["std"] < 0.001
+    varied = finetune_vs_scratch.spread([0.1, 0.5, 0.9, 0.7])
+    assert varied["fraction_within_0.01_of_median"] == 0.0 and varied["std"] > 0.2
