@@ -47,7 +47,7 @@ MAX_OBJECTS_PER_IMAGE = 300
 # few hundred images the moving statistics then lag the weights for hundreds of steps, and a model
 # whose training loss is fine predicts the same near-constant scores for every image at inference
 # (seen on BCCD: loss 2.09 -> 1.00 in 4 epochs, every inference score 0.013). 0.9 follows within
-# ~50 steps. COCO-pretrained runs keep 0.99: their statistics are already right.
+# ~50 steps. Pretrained runs use it too: their head starts fresh (see build_experiment).
 FROM_SCRATCH_NORM_MOMENTUM = 0.9
 
 
