@@ -240,9 +240,10 @@ def helpers_version() -> str:
         import helpers  # local: the package imports this module
 
         version = f"{helpers.__version__} (not installed)"
-    vcs = _direct_url().get("vcs_info", {})
+    direct_url = _direct_url()
+    vcs = direct_url.get("vcs_info", {})
     if vcs.get("commit_id"):
-        source = re.sub(r"^git\+|^https?://|\.git$", "", _direct_url().get("url", ""))
+        source = re.sub(r"^git\+|^https?://|\.git$", "", direct_url.get("url", ""))
         return f"{version} (git {vcs['commit_id'][:12]}{', ' + source if source else ''})"
     commit = _git_commit(REPOSITORY_ROOT)
     return f"{version} (git {commit})" if commit else version
