@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     from helpers import config as config_module
-    from helpers import doctor, history, runs
+    from helpers import history, runs
+    from helpers.detection import dataset as detection_dataset
     from helpers.detection import export, predict, train
     from helpers.detection.config import DetectionConfig
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         image_size=size, epochs=2 if arguments.smoke else arguments.epochs, batch_size=arguments.batch_size,
         learning_rate=arguments.learning_rate, steps_per_epoch=2 if arguments.smoke else 0,
         validation_interval=arguments.validation_interval)
-    dataset = doctor.load_detection_dataset(config.images_dir, config.annotations_dir, progress=False)
+    dataset = detection_dataset.load_detection_dataset(config.images_dir, config.annotations_dir, progress=False)
     by_stem = {item.stem: item for item in dataset.items}
     train_items = [by_stem[stem] for stem in stems(bccd, arguments.train_split) if stem in by_stem]
     validation_items = [by_stem[stem] for stem in stems(bccd, "val") if stem in by_stem]

@@ -1,6 +1,6 @@
 """Benchmark: peak resident memory of detection training and prediction on 100 vs 1,000 images.
 
-The images come from BCCD by augmentation multiplication (``helpers.augment``): 100 = the first
+The images come from BCCD by augmentation multiplication (``helpers.detection.augmentation``): 100 = the first
 100 stems of ``trainval.txt`` as they are; 1,000 = the first 125 stems ×8 (originals + 875
 augmented copies, written once under ``bench/output/detection_memory/data``). Each measurement
 runs in its own child process (so one cannot inherit another's memory):
@@ -72,15 +72,16 @@ class MemorySampler:
 
 def make_datasets(bccd: pathlib.Path, data: pathlib.Path, small: int, large_sources: int, factor: int) -> dict:
     """Stems of the two datasets: {"small": [(images_dir, annotations_dir, stem)...], "large": [...]}."""
-    from helpers import augment, doctor
+    from helpers.detection import augmentation
+    from helpers.detection import dataset as detection_dataset
 
-    dataset = doctor.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
     by_stem = {item.stem: item for item in dataset.items}
     order = [stem for stem in stems(bccd, "trainval") if stem in by_stem]
     sources = [by_stem[stem] for stem in order[:large_sources]]
-    result = augment.multiply_dataset(sources, data / "augmented", factor, seed=0,
+    result = augmentation.multiply_dataset(sources, data / "augmented", factor, seed=0,
                                       usable_objects=dataset.usable_objects, progress=False)
-    copies = doctor.load_detection_dataset(result.output_dir / "images", result.output_dir / "annotations",
+    copies = detection_dataset.load_detection_dataset(result.output_dir / "images", result.output_dir / "annotations",
                                            progress=False)
     original = (str(bccd / "JPEGImages"), str(bccd / "Annotations"))
     augmented = (str(copies.images_dir), str(copies.annotations_dir))
@@ -91,7 +92,8 @@ def make_datasets(bccd: pathlib.Path, data: pathlib.Path, small: int, large_sour
 def child_train(listing: list, work: pathlib.Path, image_size: int, batch_size: int) -> dict:
     """One epoch over every listed image through ``train_detector``; memory figures and seconds."""
     from helpers import config as config_module
-    from helpers import doctor, runs
+    from helpers import runs
+    from helpers.detection import dataset as detection_dataset
     from helpers.detection import export, train
     from helpers.detection.config import DetectionConfig
 
@@ -99,7 +101,7 @@ def child_train(listing: list, work: pathlib.Path, image_size: int, batch_size: 
     folders = sorted({(images, annotations) for images, annotations, _ in listing})
     items, usable = [], {}
     for images, annotations in folders:
-        dataset = doctor.load_detection_dataset(images, annotations, progress=False)
+        dataset = detection_dataset.load_detection_dataset(images, annotations, progress=False)
         wanted = {stem for i, a, stem in listing if (i, a) == (images, annotations)}
         for item in dataset.items:
             if item.stem in wanted:

@@ -47,12 +47,14 @@ def measure(backbone: str, size: int, batch_size: int, warmup: int, steps: int, 
     import tensorflow as tf
 
     from helpers import config as config_module
-    from helpers import demo_data, doctor, runs
+    from helpers import runs
+    from helpers.detection import dataset as detection_dataset
+    from helpers.detection import demo_data
     from helpers.detection import train
     from helpers.detection.config import DetectionConfig
 
     data = demo_data.make_detection_demo(work / "data", number_of_images=16, image_size=(512, 384))
-    dataset = doctor.load_detection_dataset(data / "images", data / "annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(data / "images", data / "annotations", progress=False)
     config = config_module.config_from_form(
         DetectionConfig, "default", images_dir=str(data / "images"), annotations_dir=str(data / "annotations"),
         model_path=str(work / "models"), model_name=f"{backbone}-{size}", backbone=backbone, pretrained="none",

@@ -51,9 +51,9 @@ def write_yolo_dataset(bccd: pathlib.Path, destination: pathlib.Path, train_spli
     exactly the boxes our pipeline trains on, as ``class cx cy w h`` normalised by the image size.
     Classes keep our order (sorted names), so class indices mean the same on both sides.
     """
-    from helpers import doctor
+    from helpers.detection import dataset as detection_dataset
 
-    dataset = doctor.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
     by_stem = {item.stem: item for item in dataset.items}
     for split in (train_split, "val"):
         images, labels = destination / "images" / split, destination / "labels" / split

@@ -343,12 +343,12 @@ def pretrain_detector(arguments, output, dataset, parts, bccd) -> tuple[dict, pa
 
 
 def run_detection(arguments, output: pathlib.Path) -> dict:
-    from helpers import doctor
+    from helpers.detection import dataset as detection_dataset
     from helpers.detection import backbones, model as model_module
 
     bccd = pathlib.Path(arguments.bccd)
     parts = detection_split(bccd, arguments.finetune_images, arguments.validation_images, arguments.smoke)
-    dataset = doctor.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
     record = {"split": {name: len(values) for name, values in parts.items()}, "finetune_stems": parts["B"]}
     record["pretraining"], archive, pretrained_model = pretrain_detector(arguments, output, dataset, parts, bccd)
     serve = archive.parent

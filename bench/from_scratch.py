@@ -4,7 +4,7 @@ Goes through the engine path of a notebook run: the form values become the task'
 (``helpers.config.config_from_form`` through the workflow's ``start``, preset ``quick`` plus the
 options below), the run folder is opened, the data checked and split into training/validation
 by the engine (``check_data``, ``split.json``), the model trained by the engine's loop
-(``train.train_classifier`` / ``grading.engine.train_grader``, with the notebook's progress and
+(``train.train_classifier`` / ``grading.train.train_grader``, with the notebook's progress and
 live-plot callbacks plus a clock), exported, the training report written, and the held-out test
 images predicted and scored by QC (``workflow.quality_control`` → ``helpers.qc.classification`` /
 ``helpers.qc.grading``, scikit-learn).
@@ -261,7 +261,7 @@ def open_session(arguments: argparse.Namespace, data: dict, output: pathlib.Path
 def train(session, task: str, clock) -> None:
     """The training of section 4 as ``session.train()`` runs it (same engine call and callbacks), ``clock`` added."""
     from helpers.classification import train as classification_train
-    from helpers.grading import engine
+    from helpers.grading import train as grading_train
 
     config, run = session.config, session.run
     train_items = session.items_named(session.split.train)
@@ -269,9 +269,9 @@ def train(session, task: str, clock) -> None:
     run.write_label_map(session.class_names())
     clock.start()
     if task == "grading":
-        callbacks = (engine.GradingProgress(config.epochs),
-                     classification_train.LivePlotCallback(run, engine.CURVE_PANELS), clock)
-        session.training = engine.train_grader(config, run, train_items, validation_items, callbacks=callbacks)
+        callbacks = (grading_train.GradingProgress(config.epochs),
+                     classification_train.LivePlotCallback(run, grading_train.CURVE_PANELS), clock)
+        session.training = grading_train.train_grader(config, run, train_items, validation_items, callbacks=callbacks)
     else:
         callbacks = (classification_train.ProgressCallback(config.epochs), classification_train.LivePlotCallback(run),
                      clock)
@@ -283,12 +283,12 @@ def export_and_report(session, task: str) -> pathlib.Path:
     """The rest of section 4: export (plus ``grading.json`` for grading) and the training report PDF; its path."""
     from helpers.classification import predict
     from helpers.classification import reports as classification_reports
-    from helpers.grading import engine
+    from helpers.grading import train as grading_train
     from helpers.grading import reports as grading_reports
 
     if task == "grading":
-        engine.export(session.training, session.config, session.run)
-        engine.write_grading_file(session.run.root, session.config, session.training.thresholds)
+        grading_train.export(session.training, session.config, session.run)
+        grading_train.write_grading_file(session.run.root, session.config, session.training.thresholds)
         return grading_reports.training_report(session)
     predict.export_model(session.training.model, session.class_names(), session.run)
     return classification_reports.training_report(session)

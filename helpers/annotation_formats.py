@@ -416,7 +416,7 @@ def read_json_annotations(path: str | pathlib.Path, images_dir: str | pathlib.Pa
     path = pathlib.Path(path)
     annotation_format = detect_format(path)
     if annotation_format == VOC:
-        raise errors.ConfigError(f"{path}: is a folder; read PASCAL VOC folders with helpers.doctor or helpers.voc.")
+        raise errors.ConfigError(f"{path}: is a folder; read PASCAL VOC folders with helpers.detection.dataset or helpers.voc.")
     folder = None if images_dir is None else pathlib.Path(images_dir)
     reader = _read_coco if annotation_format == COCO else _read_bbbc041
     return reader(path, load_json(path), folder)

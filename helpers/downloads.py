@@ -90,6 +90,8 @@ class ManifestEntry:
         extract_nested: also extract archives found inside the archive (e.g. Zenodo "download all").
         strip_jpeg_metadata: remove JPEG comment and EXIF/XMP segments after extraction (pixels are
             untouched) and delete the downloaded archive, because the originals carry personal data.
+        labels_conversion: how to write a labels CSV the notebook can read, for sources whose own
+            labels do not fit it (``helpers.example_data`` reads it; empty = none needed).
     """
 
     name: str
@@ -110,10 +112,11 @@ class ManifestEntry:
     homepage: str = ""
     extract_nested: bool = False
     strip_jpeg_metadata: bool = False
+    labels_conversion: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 REQUIRED_KEYS = tuple(field.name for field in dataclasses.fields(ManifestEntry)
-                      if field.default is dataclasses.MISSING)
+                      if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING)
 ALL_KEYS = tuple(field.name for field in dataclasses.fields(ManifestEntry))
 
 
@@ -162,7 +165,7 @@ def _entry_from_json(path: pathlib.Path, index: int, raw: Any) -> ManifestEntry:
             hint = f" Did you mean '{close[0]}'?" if close else f" Known keys: {', '.join(ALL_KEYS)}."
             raise errors.ConfigError(f"{label}: unknown key '{key}'.{hint}")
     text_keys = [key for key in ALL_KEYS if key not in ("sha256", "expected_files", "extract_nested",
-                                                        "strip_jpeg_metadata")]
+                                                        "strip_jpeg_metadata", "labels_conversion")]
     for key in text_keys:
         if key in raw and not isinstance(raw[key], str):
             raise errors.ConfigError(f"{label}: '{key}' must be text. Fix the manifest file.")
@@ -183,6 +186,8 @@ def _entry_from_json(path: pathlib.Path, index: int, raw: Any) -> ManifestEntry:
     for key in ("extract_nested", "strip_jpeg_metadata"):
         if not isinstance(raw.get(key, False), bool):
             raise errors.ConfigError(f"{label}: '{key}' must be true or false.")
+    if not isinstance(raw.get("labels_conversion", {}), dict):
+        raise errors.ConfigError(f"{label}: 'labels_conversion' must be an object {{...}}. Fix the manifest file.")
     values = dict(raw, sha256=sha256.lower() if sha256 else None, expected_files=dict(counts))
     return ManifestEntry(**values)
 

@@ -7,7 +7,6 @@ returns data for the next cell.
 from __future__ import annotations
 
 import pathlib
-import sys
 
 from helpers import environment, errors
 
@@ -75,7 +74,8 @@ def connect_storage() -> pathlib.Path:
 
 
 def download_example(name: str, model_path: str) -> pathlib.Path | None:
-    """Download an example dataset from the manifest into ``<model_path>/example_data``.
+    """Download an example dataset from the manifest into ``<model_path>/example_data`` and print
+    the values to paste into form 1.1 (``helpers.example_data.prepare_example``).
 
     Args:
         name: a manifest entry name, or ``"none"`` to do nothing.
@@ -87,13 +87,15 @@ def download_example(name: str, model_path: str) -> pathlib.Path | None:
     if not name or name == "none":
         print("No example dataset requested.")
         return None
-    from helpers import downloads  # local: only this optional cell needs it
+    from helpers import example_data  # local: only this optional cell needs it
 
-    root = downloads.fetch_example(name, pathlib.Path(model_path) / "example_data")  # ConfigError lists the names
-    entry = downloads.load_manifest()[name]
+    example = example_data.prepare_example(name, pathlib.Path(model_path) / "example_data")  # ConfigError lists names
+    entry = example.entry
     print(f"{name}: {entry.description}\nLicence: {entry.licence}. Cite: {entry.citation}")
-    for label, subfolder in (("Training_images", entry.images_subdir), ("Training_annotations", entry.annotations_subdir)):
-        if subfolder:
-            print(f'{label} = "{root / subfolder}"')
-    print("Paste these into 1.1 and run the notebook again from 1.1.", file=sys.stdout)
-    return root
+    if entry.notes:
+        print(f"Note: {entry.notes}")
+    if example.written is not None:
+        print(f"Labels converted for this notebook into {example.written} (the downloaded files are unchanged).")
+    print("\nPaste these values into form 1.1 (replacing what is there), then run the notebook again from 1.1:")
+    print("\n".join(example_data.form_lines(example.form_values)))
+    return example.root

@@ -20,7 +20,7 @@ from __future__ import annotations
 from helpers import errors
 
 CHOICES = ("auto", "float32", "float16", "bfloat16")
-# Compute dtype that "auto" picks on each accelerator kind (helpers.detection.strategy.accelerator_kind).
+# Compute dtype that "auto" picks on each accelerator kind (helpers.strategy.accelerator_kind).
 AUTO_DTYPES = {"tpu": "bfloat16", "gpu": "float16", "cpu": "float32"}
 # Keras 3 / tf_keras dtype-policy name of each compute dtype.
 KERAS_POLICIES = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -35,7 +35,7 @@ def resolve(mixed_precision: str, accelerator: str | None = None) -> str:
     Args:
         mixed_precision: one of ``CHOICES``.
         accelerator: ``"tpu"``, ``"gpu"`` or ``"cpu"``; None = this runtime's
-            (``helpers.detection.strategy.accelerator_kind()``, imports TensorFlow).
+            (``helpers.strategy.accelerator_kind()``, imports TensorFlow).
 
     Returns:
         ``"float32"``, ``"float16"`` or ``"bfloat16"``.
@@ -48,7 +48,7 @@ def resolve(mixed_precision: str, accelerator: str | None = None) -> str:
     if mixed_precision != "auto":
         return mixed_precision
     if accelerator is None:
-        from helpers.detection import strategy
+        from helpers import strategy
 
         accelerator = strategy.accelerator_kind()
     return AUTO_DTYPES[accelerator]

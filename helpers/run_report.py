@@ -10,15 +10,12 @@ import time
 from typing import Any
 
 from helpers import config as config_module
-from helpers import environment, report, runs
-
-SYNTHETIC_MARKER = "README_SYNTHETIC_DATA.txt"
-
+from helpers import environment, report, runs, synthetic
 
 def is_synthetic(folder: str | pathlib.Path) -> bool:
-    """True when ``folder`` (or its parent) was written by ``helpers.demo_data``."""
+    """True when ``folder`` (or its parent) was written by a demo (``helpers.synthetic``)."""
     folder = pathlib.Path(str(folder))
-    return any((candidate / SYNTHETIC_MARKER).is_file() for candidate in (folder, folder.parent))
+    return any(synthetic.is_demo_folder(candidate) for candidate in (folder, folder.parent))
 
 
 def start_report(title: str, run: runs.RunFolder, config: Any, data_folder: str | pathlib.Path) -> report.Report:

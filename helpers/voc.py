@@ -6,7 +6,7 @@ and unknown tags (ignored), ``<difficult>``/``<truncated>`` missing or blank (Fa
 missing or zero ``<size>`` (then the image's header gives width and height).
 
 Coordinates are kept exactly as the file says (no clipping, no +1/-1): checking them against
-the image is the dataset doctor's job (``helpers.doctor``). Class names are kept exactly too,
+the image is the dataset doctor's job (``helpers.detection.dataset``). Class names are kept exactly too,
 so the doctor can report names that differ only in case or whitespace.
 
 Problems that make a file unusable raise ``DatasetError`` naming the file and the object,

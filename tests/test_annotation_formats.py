@@ -12,8 +12,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from helpers import annotation_formats, doctor, errors, images, voc
-from helpers.detection import outputs, workflow
+from helpers import annotation_formats, errors, images, voc
+from helpers.detection import dataset as detection_dataset
+from helpers.detection import outputs
 from helpers.qc import __main__ as qc_main
 from helpers.qc import detection as detection_qc
 
@@ -171,7 +172,7 @@ def test_sizes_missing_from_the_file_come_from_the_image(tmp_path):
 
 def test_clean_coco_checks_like_the_same_voc_dataset(clean_coco, tmp_path):
     images_dir, path = clean_coco
-    dataset = doctor.load_detection_dataset(images_dir, path, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, path, progress=False)
     assert dataset.annotation_format == annotation_formats.COCO
     assert dataset.problem_counts() == {"empty_annotation": 1, "crowd_region": 1}
     crowd = _of_kind(dataset, "crowd_region")[0]
@@ -185,7 +186,7 @@ def test_clean_coco_checks_like_the_same_voc_dataset(clean_coco, tmp_path):
         images.write_image(voc_images / item.image_path.name, images.read_image(item.image_path))
         voc.write_voc(dataclasses.replace(item.annotation, objects=dataset.usable_objects(item)),
                       voc_annotations / f"{item.stem}.xml")
-    reference = doctor.load_detection_dataset(voc_images, voc_annotations, progress=False)
+    reference = detection_dataset.load_detection_dataset(voc_images, voc_annotations, progress=False)
     assert dataset.classes == reference.classes == ["RBC", "WBC"]
     assert [dataset.usable_objects(item) for item in dataset.items] == \
         [reference.usable_objects(item) for item in reference.items]
@@ -196,7 +197,7 @@ def test_clean_coco_checks_like_the_same_voc_dataset(clean_coco, tmp_path):
 
 
 def test_summary_states_the_format(clean_coco, capsys):
-    dataset = doctor.load_detection_dataset(*clean_coco, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*clean_coco, progress=False)
     dataset.show_summary(show_plots=False)
     printed = capsys.readouterr().out
     assert "Annotations: COCO JSON, 3 images, 2 categories (train.json)." in printed
@@ -204,7 +205,7 @@ def test_summary_states_the_format(clean_coco, capsys):
 
 
 def test_crowd_regions_are_not_trained_on_but_scored(clean_coco):
-    dataset = doctor.load_detection_dataset(*clean_coco, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*clean_coco, progress=False)
     first = dataset.items[0]
     assert not any(obj.crowd for obj in dataset.usable_objects(first))
     scored = dataset.scoring_objects(first)
@@ -238,7 +239,7 @@ def messy_coco(tmp_path):
 
 def test_malformed_coco_gives_the_voc_problem_kinds(messy_coco):
     images_dir, path = messy_coco
-    dataset = doctor.load_detection_dataset(images_dir, path, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, path, progress=False)
     assert dataset.problem_counts() == {
         "image_without_annotation": 1, "annotation_without_image": 2, "duplicate_stem": 1, "unreadable_image": 1,
         "unreadable_annotation": 2, "size_mismatch": 1, "zero_area_box": 2, "box_outside_image": 2}
@@ -272,14 +273,14 @@ def test_malformed_coco_entries(tmp_path):
     data = coco_file([(1, "a.png"), (1, "b.png")], [(1, 1, [1, 1, 5, 5], 0)])
     data["images"].append({"id": 3})
     data["annotations"].append({"id": 5, "image_id": 3, "category_id": 1, "bbox": [1, 2, "3", 4]})
-    dataset = doctor.load_detection_dataset(tmp_path, _write_json(tmp_path / "c.json", data), progress=False)
+    dataset = detection_dataset.load_detection_dataset(tmp_path, _write_json(tmp_path / "c.json", data), progress=False)
     messages = [problem.message for problem in _of_kind(dataset, "unreadable_annotation")]
     assert len(messages) == 3 and dataset.items == []
     assert "image id 1 is shared by 'a.png', 'b.png'" in messages[0] and "'b.png'" in messages[1]
     assert 'image entry 3 (id 3) has no "file_name"' in messages[2]
     data = coco_file([(1, "a.png"), (2, "b.png")], [(1, 1, [1, 2, 3, 4], 0), (2, 1, [1, 2, 3, 4], 2)])
     data["annotations"][0]["bbox"] = [1, 2, 3]
-    dataset = doctor.load_detection_dataset(tmp_path, _write_json(tmp_path / "d.json", data), progress=False)
+    dataset = detection_dataset.load_detection_dataset(tmp_path, _write_json(tmp_path / "d.json", data), progress=False)
     messages = [problem.message for problem in _of_kind(dataset, "unreadable_annotation")]
     assert "annotation 1 has bbox [1, 2, 3]; expected [x, y, width, height]" in messages[0]
     assert "annotation 2 has iscrowd 2; expected 0 or 1" in messages[1]
@@ -308,7 +309,7 @@ def messy_bbbc041(tmp_path):
 
 
 def test_malformed_bbbc041_gives_the_voc_problem_kinds(messy_bbbc041):
-    dataset = doctor.load_detection_dataset(*messy_bbbc041, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy_bbbc041, progress=False)
     assert dataset.annotation_format == annotation_formats.BBBC041
     assert dataset.problem_counts() == {"annotation_without_image": 1, "unreadable_annotation": 2, "size_mismatch": 1,
                                         "zero_area_box": 1, "box_outside_image": 1, "empty_annotation": 1,
@@ -334,7 +335,7 @@ def test_voc_datasets_score_exactly_their_usable_boxes(tmp_path):
     _image(tmp_path, "a.png")
     voc.write_voc(voc.VocAnnotation("a.png", WIDTH, HEIGHT, 3, [voc.VocObject("RBC", 1, 1, 9, 9, difficult=True),
                                                                voc.VocObject("RBC", -3, 1, 9, 9)]), tmp_path / "a.xml")
-    dataset = doctor.load_detection_dataset(tmp_path, tmp_path, progress=False)
+    dataset = detection_dataset.load_detection_dataset(tmp_path, tmp_path, progress=False)
     assert dataset.annotation_format == annotation_formats.VOC
     assert dataset.scoring_objects(dataset.items[0]) == dataset.usable_objects(dataset.items[0])
     assert len(dataset.usable_objects(dataset.items[0])) == 2  # VOC difficult boxes are trained on, as before
@@ -343,7 +344,7 @@ def test_voc_datasets_score_exactly_their_usable_boxes(tmp_path):
 def test_input_files_are_never_changed(messy_coco, tmp_path):
     images_dir, path = messy_coco
     before = {file: file.read_bytes() for file in [path, *images_dir.rglob("*")] if file.is_file()}
-    dataset = doctor.load_detection_dataset(images_dir, path, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, path, progress=False)
     dataset.show_summary(output_dir=tmp_path / "plots")
     assert {file: file.read_bytes() for file in [path, *images_dir.rglob("*")] if file.is_file()} == before
 
@@ -353,15 +354,15 @@ def test_input_files_are_never_changed(messy_coco, tmp_path):
 
 def test_the_annotations_field_accepts_a_folder_or_a_json_file(clean_coco, tmp_path):
     images_dir, path = clean_coco
-    assert workflow.require_annotations("Training_annotations", str(path)) == path
-    assert workflow.require_annotations("Training_annotations", str(images_dir)) == images_dir
+    assert detection_dataset.require_annotations("Training_annotations", str(path)) == path
+    assert detection_dataset.require_annotations("Training_annotations", str(images_dir)) == images_dir
     (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(errors.ConfigError, match="notes.txt: is a file but not a .json file.*COCO"):
-        workflow.require_annotations("Training_annotations", str(tmp_path / "notes.txt"))
+        detection_dataset.require_annotations("Training_annotations", str(tmp_path / "notes.txt"))
     with pytest.raises(errors.DatasetError, match="Test_annotations: empty"):
-        workflow.require_annotations("Test_annotations", " ")
+        detection_dataset.require_annotations("Test_annotations", " ")
     with pytest.raises(errors.DatasetError, match="Test_annotations: .*gone.json does not exist"):
-        workflow.require_annotations("Test_annotations", str(tmp_path / "gone.json"))
+        detection_dataset.require_annotations("Test_annotations", str(tmp_path / "gone.json"))
 
 
 def test_qc_ground_truth_from_coco_and_bbbc041(clean_coco, messy_bbbc041, caplog):

@@ -1,4 +1,4 @@
-"""helpers.augment: boxes follow the pixels, counts are honest, outputs are deterministic and resumable.
+"""helpers.detection.augmentation: boxes follow the pixels, counts are honest, outputs are deterministic and resumable.
 
 Geometry is checked with masks: each test image is black with its boxes drawn as filled white
 rectangles, so after any transform the white region's extent is where the box must be.
@@ -12,7 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from helpers import augment, doctor, errors, images, voc
+from helpers import errors, images, voc
+from helpers.detection import augmentation
+from helpers.detection import dataset as detection_dataset
 
 WIDTH, HEIGHT = 80, 48  # not square: 90° turns swap width and height
 
@@ -32,7 +34,7 @@ def _write_dataset(folder, specs):
         images.write_image(images_dir / f"{stem}.png", _mask_image(WIDTH, HEIGHT, [obj[1:] for obj in objects]))
         voc.write_voc(voc.VocAnnotation(f"{stem}.png", WIDTH, HEIGHT, 3, [voc.VocObject(*obj) for obj in objects]),
                       annotations_dir / f"{stem}.xml")
-    return doctor.load_detection_dataset(images_dir, annotations_dir, progress=False)
+    return detection_dataset.load_detection_dataset(images_dir, annotations_dir, progress=False)
 
 
 def _white_extent(pixels):
@@ -56,13 +58,13 @@ def _hashes(folder):
 
 
 def _multiply(dataset, output_dir, factor=4, seed=3, **options):
-    return augment.multiply_dataset(dataset.items, output_dir, factor, seed, dataset.usable_objects,
+    return augmentation.multiply_dataset(dataset.items, output_dir, factor, seed, dataset.usable_objects,
                                     progress=False, **options)
 
 
 def _copies(result):
     """[(manifest row, pixels, annotation)] of every copy written."""
-    manifest = json.loads((result.output_dir / augment.MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = json.loads((result.output_dir / augmentation.MANIFEST_NAME).read_text(encoding="utf-8"))
     return [(row, images.read_image(result.output_dir / "images" / f"{row['stem']}.png"),
              voc.read_voc(result.output_dir / "annotations" / f"{row['stem']}.xml")) for row in manifest["copies"]]
 
@@ -74,19 +76,19 @@ SINGLE_BOX = {"cell_a": [("cell", 12, 8, 42, 30)], "cell_b": [("cell", 30, 20, 7
 
 # ---------------------------------------------------------------- each transform on its own
 
-EXACT = [augment.Transform(horizontal_flip=True), augment.Transform(vertical_flip=True),
-         augment.Transform(quarter_turns=1), augment.Transform(quarter_turns=2), augment.Transform(quarter_turns=3),
-         augment.Transform(horizontal_flip=True, vertical_flip=True, quarter_turns=1)]
-WARPED = [augment.Transform(scale=1.15, shift_x=0.7, shift_y=-0.4), augment.Transform(scale=0.85, shift_x=-1.0),
-          augment.Transform(quarter_turns=1, scale=1.1, shift_y=1.0, brightness=-20, contrast=1.2, blur_sigma=1.0)]
-ROTATED = [augment.Transform(angle_degrees=10.0), augment.Transform(angle_degrees=-15.0, scale=1.1),
-           augment.Transform(horizontal_flip=True, quarter_turns=3, angle_degrees=7.0, scale=0.9, noise_sigma=6)]
+EXACT = [augmentation.Transform(horizontal_flip=True), augmentation.Transform(vertical_flip=True),
+         augmentation.Transform(quarter_turns=1), augmentation.Transform(quarter_turns=2), augmentation.Transform(quarter_turns=3),
+         augmentation.Transform(horizontal_flip=True, vertical_flip=True, quarter_turns=1)]
+WARPED = [augmentation.Transform(scale=1.15, shift_x=0.7, shift_y=-0.4), augmentation.Transform(scale=0.85, shift_x=-1.0),
+          augmentation.Transform(quarter_turns=1, scale=1.1, shift_y=1.0, brightness=-20, contrast=1.2, blur_sigma=1.0)]
+ROTATED = [augmentation.Transform(angle_degrees=10.0), augmentation.Transform(angle_degrees=-15.0, scale=1.1),
+           augmentation.Transform(horizontal_flip=True, quarter_turns=3, angle_degrees=7.0, scale=0.9, noise_sigma=6)]
 
 
 @pytest.mark.parametrize("transform", EXACT, ids=lambda transform: transform.describe())
 def test_flips_and_quarter_turns_move_boxes_exactly(transform):
     box = (12, 8, 42, 30)
-    pixels, moved = augment.transform_image_and_boxes(_mask_image(WIDTH, HEIGHT, [box]), np.array([box]), transform)
+    pixels, moved = augmentation.transform_image_and_boxes(_mask_image(WIDTH, HEIGHT, [box]), np.array([box]), transform)
     assert pixels.shape[:2] == tuple(reversed(transform.output_size(WIDTH, HEIGHT)))
     np.testing.assert_array_equal(moved[0], _white_extent(pixels))
 
@@ -94,23 +96,23 @@ def test_flips_and_quarter_turns_move_boxes_exactly(transform):
 @pytest.mark.parametrize("transform", WARPED, ids=lambda transform: transform.describe())
 def test_scaling_moves_boxes_with_the_pixels(transform):
     box = (12, 8, 42, 30)
-    pixels, moved = augment.transform_image_and_boxes(_mask_image(WIDTH, HEIGHT, [box]), np.array([box]), transform)
+    pixels, moved = augmentation.transform_image_and_boxes(_mask_image(WIDTH, HEIGHT, [box]), np.array([box]), transform)
     width, height = transform.output_size(WIDTH, HEIGHT)
-    fit = augment.fit_boxes_to_image(moved, width, height)
+    fit = augmentation.fit_boxes_to_image(moved, width, height)
     np.testing.assert_allclose(fit.boxes[0], _white_extent(pixels), atol=1.0)
 
 
 @pytest.mark.parametrize("transform", ROTATED, ids=lambda transform: transform.describe())
 def test_small_rotations_give_the_bounding_box_of_the_rotated_corners(transform):
     box = (24, 12, 54, 34)
-    pixels, moved = augment.transform_image_and_boxes(_mask_image(WIDTH, HEIGHT, [box]), np.array([box]), transform)
+    pixels, moved = augmentation.transform_image_and_boxes(_mask_image(WIDTH, HEIGHT, [box]), np.array([box]), transform)
     extent = _white_extent(pixels)
     # The corner bounding box contains the rotated region, and for a filled rectangle it is also tight.
     assert np.all(moved[0, :2] <= extent[:2] + 0.5) and np.all(moved[0, 2:] >= extent[2:] - 0.5)
     np.testing.assert_allclose(moved[0], extent, atol=1.5)
 
 
-@pytest.mark.parametrize("transform", WARPED + ROTATED + [augment.Transform(scale=0.8)],
+@pytest.mark.parametrize("transform", WARPED + ROTATED + [augmentation.Transform(scale=0.8)],
                          ids=lambda transform: transform.describe())
 def test_warped_pixels_follow_the_box_matrix_to_a_hundredth_of_a_pixel(transform):
     # A smooth blob's intensity centroid maps through the same matrix as the boxes. This catches
@@ -119,22 +121,22 @@ def test_warped_pixels_follow_the_box_matrix_to_a_hundredth_of_a_pixel(transform
     blob = 255 * np.exp(-((columns + 0.5 - 31.3) ** 2 + (rows + 0.5 - 21.7) ** 2) / (2 * 5.0 ** 2))
     pixels = np.repeat(np.rint(blob).astype(np.uint8)[:, :, None], 3, axis=2)
     smooth = dataclasses.replace(transform, brightness=0.0, contrast=1.0, blur_sigma=0.0, noise_sigma=0.0)
-    moved_pixels, _ = augment.transform_image_and_boxes(pixels, np.zeros((0, 4)), smooth)
-    matrix = augment.geometry_matrix(smooth, WIDTH, HEIGHT)
+    moved_pixels, _ = augmentation.transform_image_and_boxes(pixels, np.zeros((0, 4)), smooth)
+    matrix = augmentation.geometry_matrix(smooth, WIDTH, HEIGHT)
     expected = matrix[:2, :2] @ _centroid(pixels) + matrix[:2, 2]
     np.testing.assert_allclose(_centroid(moved_pixels), expected, atol=0.02)
 
 
 def test_rotation_is_counterclockwise_on_screen():
     # A box right of the centre moves up (smaller y) when rotated counterclockwise by a positive angle.
-    moved = augment.transform_boxes(np.array([[60, 22, 70, 26]]), augment.Transform(angle_degrees=10.0), WIDTH, HEIGHT)
+    moved = augmentation.transform_boxes(np.array([[60, 22, 70, 26]]), augmentation.Transform(angle_degrees=10.0), WIDTH, HEIGHT)
     assert moved[0, 1] < 22 - 3
 
 
 def test_intensity_changes_keep_the_geometry_and_stay_uint8():
     pixels = _mask_image(WIDTH, HEIGHT, [(10, 10, 30, 30)])
-    transform = augment.Transform(contrast=0.8, brightness=25, gamma=1.25, blur_sigma=1.5, noise_sigma=8, noise_seed=4)
-    changed, moved = augment.transform_image_and_boxes(pixels, np.array([[10, 10, 30, 30]]), transform)
+    transform = augmentation.Transform(contrast=0.8, brightness=25, gamma=1.25, blur_sigma=1.5, noise_sigma=8, noise_seed=4)
+    changed, moved = augmentation.transform_image_and_boxes(pixels, np.array([[10, 10, 30, 30]]), transform)
     assert changed.dtype == np.uint8 and changed.shape == pixels.shape
     assert not np.array_equal(changed, pixels)
     np.testing.assert_array_equal(moved, [[10, 10, 30, 30]])
@@ -143,7 +145,7 @@ def test_intensity_changes_keep_the_geometry_and_stay_uint8():
 
 def test_sampled_transforms_stay_in_the_documented_ranges():
     rng = np.random.default_rng(0)
-    transforms = [augment.sample_transform(rng) for _ in range(400)]
+    transforms = [augmentation.sample_transform(rng) for _ in range(400)]
     assert {transform.quarter_turns for transform in transforms} == {0, 1, 2, 3}
     angles = [transform.angle_degrees for transform in transforms if transform.angle_degrees]
     scales = [transform.scale for transform in transforms if transform.scale != 1.0]
@@ -160,12 +162,12 @@ def test_sampled_transforms_stay_in_the_documented_ranges():
 def test_fit_boxes_clips_and_drops_by_visible_area():
     # In a 64 x 64 image: inside; 50 % visible (clipped); 20 % visible (dropped); outside; degenerate.
     boxes = np.array([[10, 10, 20, 20], [-10, 0, 10, 10], [-8, 0, 2, 10], [70, 0, 80, 10], [5, 5, 5.5, 20]])
-    fit = augment.fit_boxes_to_image(boxes, 64, 64, "clip")
+    fit = augmentation.fit_boxes_to_image(boxes, 64, 64, "clip")
     np.testing.assert_array_equal(fit.kept, [0, 1])
     np.testing.assert_array_equal(fit.clipped, [False, True])
     np.testing.assert_allclose(fit.boxes, [[10, 10, 20, 20], [0, 0, 10, 10]])
     assert fit.dropped == 3
-    dropping = augment.fit_boxes_to_image(boxes, 64, 64, "drop")
+    dropping = augmentation.fit_boxes_to_image(boxes, 64, 64, "drop")
     np.testing.assert_array_equal(dropping.kept, [0])
     assert dropping.dropped == 4
 
@@ -173,9 +175,9 @@ def test_fit_boxes_clips_and_drops_by_visible_area():
 def test_zooming_in_clips_or_drops_border_boxes():
     # Scale 1.2 about the centre of 64 x 64: x' = 1.2 (x - 32) + 32.
     boxes = np.array([[0, 20, 10, 40], [0, 0, 10, 10]])
-    moved = augment.transform_boxes(boxes, augment.Transform(scale=1.2), 64, 64)
+    moved = augmentation.transform_boxes(boxes, augmentation.Transform(scale=1.2), 64, 64)
     np.testing.assert_allclose(moved, [[-6.4, 17.6, 5.6, 41.6], [-6.4, -6.4, 5.6, 5.6]])
-    fit = augment.fit_boxes_to_image(moved, 64, 64)
+    fit = augmentation.fit_boxes_to_image(moved, 64, 64)
     np.testing.assert_array_equal(fit.kept, [0])  # 47 % visible: clipped; 22 % visible: dropped
     assert fit.clipped.tolist() == [True] and fit.dropped == 1
 
@@ -187,7 +189,7 @@ def test_written_boxes_match_the_transformed_white_region(tmp_path):
     assert len(copies) == 7 * len(SINGLE_BOX) == result.copies_written
     kinds = set()
     for row, pixels, annotation in copies:
-        transform = augment.Transform(**row["transform"])
+        transform = augmentation.Transform(**row["transform"])
         assert (annotation.width, annotation.height) == transform.output_size(WIDTH, HEIGHT)
         assert pixels.shape[:2] == (annotation.height, annotation.width)
         assert annotation.filename == f"{row['stem']}.png"
@@ -228,10 +230,10 @@ def test_counts_add_up_and_clipped_boxes_are_marked(tmp_path):
 def test_the_doctor_reads_the_copies_without_problems(tmp_path):
     dataset = _write_dataset(tmp_path / "source", SINGLE_BOX)
     result = _multiply(dataset, tmp_path / "augmented", factor=3)
-    copies = doctor.load_detection_dataset(tmp_path / "augmented" / "images", tmp_path / "augmented" / "annotations",
+    copies = detection_dataset.load_detection_dataset(tmp_path / "augmented" / "images", tmp_path / "augmented" / "annotations",
                                            progress=False)
     assert len(copies.items) == result.copies_written == 2 * len(SINGLE_BOX)
-    assert set(copies.problem_counts()) <= {doctor.EMPTY_ANNOTATION}
+    assert set(copies.problem_counts()) <= {detection_dataset.EMPTY_ANNOTATION}
     assert sum(len(copies.usable_objects(item)) for item in copies.items) == result.boxes_written
 
 
@@ -256,9 +258,9 @@ def test_each_image_gets_its_own_transforms_independent_of_the_others(tmp_path):
     first_copies = [json.dumps(row["transform"], sort_keys=True) for row in rows if row["stem"].endswith("_aug1")]
     assert len(set(first_copies)) == len(SINGLE_BOX)  # copy 1 of each image is transformed differently
     subset = [item for item in dataset.items if item.stem in ("cell_b", "cell_e")]
-    part = augment.multiply_dataset(subset, tmp_path / "part", 3, 3, dataset.usable_objects, progress=False)
+    part = augmentation.multiply_dataset(subset, tmp_path / "part", 3, 3, dataset.usable_objects, progress=False)
     whole_files, part_files = _hashes(whole.output_dir), _hashes(part.output_dir)
-    shared = [name for name in part_files if name != augment.MANIFEST_NAME]
+    shared = [name for name in part_files if name != augmentation.MANIFEST_NAME]
     assert len(shared) == 2 * 2 * 2 and all(part_files[name] == whole_files[name] for name in shared)
 
 
@@ -282,9 +284,9 @@ def test_rare_class_boost_gives_images_with_rare_classes_more_copies(tmp_path):
 
 
 def test_rare_classes_rule():
-    assert augment.rare_classes({"RBC": 4000, "WBC": 370, "Platelets": 360}) == ["Platelets", "WBC"]
-    assert augment.rare_classes({"a": 10, "b": 6}) == []
-    assert augment.rare_classes({"only": 3}) == [] and augment.rare_classes({}) == []
+    assert augmentation.rare_classes({"RBC": 4000, "WBC": 370, "Platelets": 360}) == ["Platelets", "WBC"]
+    assert augmentation.rare_classes({"a": 10, "b": 6}) == []
+    assert augmentation.rare_classes({"only": 3}) == [] and augmentation.rare_classes({}) == []
 
 
 def test_sources_untouched_and_nothing_written_outside_the_output(tmp_path):
@@ -293,7 +295,7 @@ def test_sources_untouched_and_nothing_written_outside_the_output(tmp_path):
     everything_before = _hashes(tmp_path)
     output_dir, preview = tmp_path / "run" / "augmented", tmp_path / "run" / "plots" / "preview.png"
     result = _multiply(dataset, output_dir, factor=2, rare_class_boost=2.0)
-    augment.preview_grid(result, preview)
+    augmentation.preview_grid(result, preview)
     assert _hashes(tmp_path / "source") == source_before
     everything_after = _hashes(tmp_path)
     new = set(everything_after) - set(everything_before)
@@ -336,7 +338,7 @@ def test_interrupted_output_is_completed_and_foreign_files_are_refused(tmp_path)
     (output_dir / "images" / "cell_c_aug1.png").unlink()  # as if the session died before this file
     resumed = _multiply(dataset, output_dir, factor=2)
     assert not resumed.reused and _hashes(output_dir) == complete
-    manifest_path = output_dir / augment.MANIFEST_NAME
+    manifest_path = output_dir / augmentation.MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest_path.write_text(json.dumps({"parameters": manifest["parameters"], "complete": False}), encoding="utf-8")
     assert not _multiply(dataset, output_dir, factor=2).reused  # files all there, but the run never finished
@@ -357,7 +359,7 @@ def test_factor_one_writes_nothing(tmp_path):
     result = _multiply(dataset, tmp_path / "augmented", factor=1, rare_class_boost=3.0)
     assert result.copies_written == 0 and result.examples == [] and not (tmp_path / "augmented").exists()
     assert "No augmented copies" in result.summary()
-    path = augment.preview_grid(result, tmp_path / "plots" / "empty.png")
+    path = augmentation.preview_grid(result, tmp_path / "plots" / "empty.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -377,8 +379,8 @@ def test_bad_parameters_are_config_errors(tmp_path, options, field):
 def test_preview_grid_writes_a_png_with_one_row_per_example(tmp_path):
     dataset = _write_dataset(tmp_path / "source", SINGLE_BOX)
     result = _multiply(dataset, tmp_path / "augmented", factor=2)
-    two = augment.preview_grid(result, tmp_path / "plots" / "two.png", count=2)
-    four = augment.preview_grid(result, tmp_path / "plots" / "four.png", count=4)
+    two = augmentation.preview_grid(result, tmp_path / "plots" / "two.png", count=2)
+    four = augmentation.preview_grid(result, tmp_path / "plots" / "four.png", count=4)
     assert two.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (two_width, two_height), (four_width, four_height) = images.image_size(two), images.image_size(four)
     assert two_width == four_width and four_height > 1.7 * two_height

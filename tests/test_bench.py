@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from helpers import demo_data, doctor
+from helpers.detection import dataset as detection_dataset
+from helpers.detection import demo_data
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -33,7 +34,7 @@ def voc_layout(tmp_path: pathlib.Path) -> pathlib.Path:
 
 def test_yolo_labels_are_the_doctors_boxes_in_the_same_class_order(voc_layout, tmp_path):
     yaml_path = detection_vs_yolo.write_yolo_dataset(voc_layout, tmp_path / "yolo", "trainval")
-    dataset = doctor.load_detection_dataset(voc_layout / "JPEGImages", voc_layout / "Annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(voc_layout / "JPEGImages", voc_layout / "Annotations", progress=False)
     text = yaml_path.read_text()
     for index, name in enumerate(dataset.classes):
         assert f"  {index}: {name}" in text

@@ -5,7 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from helpers import demo_data, errors, images, voc
+from helpers import errors, images, voc
+from helpers.detection import demo_data
 
 
 def digest(folder):

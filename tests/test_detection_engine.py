@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from helpers import config as config_module
-from helpers import demo_data, doctor, history, images, runs
+from helpers import history, images, runs
+from helpers.detection import dataset as detection_dataset
+from helpers.detection import demo_data
 from tests.conftest import REPOSITORY_ROOT
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,7 @@ def small_config(data: pathlib.Path, model_path: pathlib.Path, name: str, **over
 def dataset(tmp_path_factory):
     data = demo_data.make_detection_demo(tmp_path_factory.mktemp("data") / "demo", number_of_images=8,
                                          image_size=(160, 128))
-    return doctor.load_detection_dataset(data / "images", data / "annotations", progress=False)
+    return detection_dataset.load_detection_dataset(data / "images", data / "annotations", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +140,10 @@ KILLED_TRAINING = textwrap.dedent("""
     import tensorflow as tf
     tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    from helpers import config as config_module, doctor, runs
-    from helpers.detection import strategy, train
+    from helpers import config as config_module, runs
+    from helpers.detection import dataset as detection_dataset
+    from helpers import strategy
+    from helpers.detection import train
     from helpers.detection.config import DetectionConfig
 
     class KillMidEpoch:
@@ -149,7 +153,7 @@ KILLED_TRAINING = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
 
     data, model_path = sys.argv[1], sys.argv[2]
-    dataset = doctor.load_detection_dataset(data + "/images", data + "/annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(data + "/images", data + "/annotations", progress=False)
     config = config_module.config_from_form(DetectionConfig, "quick", images_dir=data + "/images",
         annotations_dir=data + "/annotations", model_path=model_path, model_name="killed", image_size=128,
         epochs=3, steps_per_epoch=3)

@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from helpers import demo, demo_data, history, voc
+from helpers import demo, history, voc
+from helpers.detection import demo_data
 from helpers.detection import outputs
 from tests import notebook_outputs
 from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
@@ -106,6 +107,21 @@ def test_counts_csv_has_one_row_per_image_with_the_threshold(executed):
     assert len({row["score_threshold"] for row in table}) == 1
     detections = outputs.read_predictions_csv(latest / "predictions.csv")
     assert sum(int(row["total"]) for row in table) == len(detections)
+
+
+def test_annotation_loop_ranks_every_image_and_pre_annotates_them(executed):
+    import csv
+
+    latest = sorted((executed["run"] / "predictions").iterdir())[-1]
+    with (latest / "annotate_next.csv").open(encoding="utf-8", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    test_images = sorted(path.name for path in (executed["test"] / "images").iterdir())
+    assert sorted(row["image"] for row in table) == test_images
+    assert [int(row["rank"]) for row in table] == list(range(1, len(test_images) + 1))
+    # Number_to_annotate (10) is more than the 4 test images: every one has a pre-annotation that voc reads
+    for row in table:
+        annotation = voc.read_voc(latest / row["pre_annotation"])
+        assert annotation.filename == row["image"] and len(annotation.objects) == int(row["detections"])
 
 
 def test_qc_command_prints_json(executed):

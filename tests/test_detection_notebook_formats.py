@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from helpers import demo, demo_data, voc
+from helpers import demo, voc
+from helpers.detection import demo_data
 from tests.conftest import REPOSITORY_ROOT
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from helpers import doctor, images, voc
+from helpers import images, voc
+from helpers.detection import dataset as detection_dataset
 from helpers.detection import preprocess, records
 
 CLASSES = ["RBC", "WBC", "Platelets"]
@@ -19,7 +20,7 @@ IMAGES = {
 }
 
 
-def _write_dataset(folder: pathlib.Path) -> doctor.DetectionDataset:
+def _write_dataset(folder: pathlib.Path) -> detection_dataset.DetectionDataset:
     rng = np.random.default_rng(0)
     (folder / "images").mkdir(parents=True)
     (folder / "annotations").mkdir()
@@ -27,7 +28,7 @@ def _write_dataset(folder: pathlib.Path) -> doctor.DetectionDataset:
         images.write_image(folder / "images" / f"{stem}.png", rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
         objects = [voc.VocObject(name, *box) for name, *box in boxes]
         voc.write_voc(voc.VocAnnotation(f"{stem}.png", width, height, 3, objects), folder / "annotations" / f"{stem}.xml")
-    return doctor.load_detection_dataset(folder / "images", folder / "annotations", progress=False)
+    return detection_dataset.load_detection_dataset(folder / "images", folder / "annotations", progress=False)
 
 
 def test_records_round_trip_matches_the_voc_files(tmp_path):

@@ -1,4 +1,4 @@
-"""helpers.doctor: every problem listed with a fix, the box policy, statistics, plots, untouched inputs."""
+"""helpers.detection.dataset (the detection doctor): every problem listed with a fix, the box policy, statistics, plots, untouched inputs."""
 
 import hashlib
 import pathlib
@@ -6,7 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from helpers import doctor, errors, images, voc
+from helpers import errors, images, voc
+from helpers.detection import dataset as detection_dataset
 
 WIDTH, HEIGHT = 64, 48
 
@@ -66,13 +67,13 @@ def _of_kind(dataset, kind):
 
 
 def test_every_problem_kind_is_listed_with_a_fix(messy):
-    dataset = doctor.load_detection_dataset(*messy, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, progress=False)
     assert dataset.problem_counts() == {
         "image_without_annotation": 1, "annotation_without_image": 1, "duplicate_stem": 1, "unreadable_image": 1,
         "unreadable_annotation": 1, "size_mismatch": 1, "filename_mismatch": 2, "zero_area_box": 2,
         "box_outside_image": 2, "near_duplicate_box": 1, "class_name_variant": 1, "empty_annotation": 1}
     assert [item.stem for item in dataset.items] == ["a", "b", "c", "d", "e", "k", "l", "m", "n"]
-    assert set(doctor.PROBLEM_KINDS) >= set(dataset.problem_counts())
+    assert set(detection_dataset.PROBLEM_KINDS) >= set(dataset.problem_counts())
     for problem in dataset.problems:
         assert problem.message and problem.fix.endswith(".") and len(problem.fix) > 20
         assert "/" not in problem.file  # relative to the folder the user gave
@@ -93,7 +94,7 @@ def test_every_problem_kind_is_listed_with_a_fix(messy):
 
 
 def test_box_policy_clip_drop_and_keep(messy):
-    dataset = doctor.load_detection_dataset(*messy, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, progress=False)
     by_stem = {item.stem: item for item in dataset.items}
     assert [obj.name for obj in dataset.usable_objects(by_stem["b"])] == ["RBC"]
     clipped = dataset.usable_objects(by_stem["c"])
@@ -110,7 +111,7 @@ def test_box_policy_clip_drop_and_keep(messy):
 
 
 def test_clip_boxes_false_drops_and_lists(messy):
-    dataset = doctor.load_detection_dataset(*messy, clip_boxes=False, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, clip_boxes=False, progress=False)
     item = next(item for item in dataset.items if item.stem == "c")
     assert [obj.name for obj in dataset.usable_objects(item)] == ["WBC"]
     outside = _of_kind(dataset, "box_outside_image")
@@ -118,9 +119,9 @@ def test_clip_boxes_false_drops_and_lists(messy):
 
 
 def test_usable_objects_of_an_item_from_elsewhere_applies_the_policy(messy):
-    dataset = doctor.load_detection_dataset(*messy, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, progress=False)
     annotation = voc.VocAnnotation("x.png", 10, 10, 3, [voc.VocObject("RBC", 2, 2, 2, 5), voc.VocObject("RBC", 5, 5, 15, 8)])
-    item = doctor.DatasetItem("a", pathlib.Path("x.png"), pathlib.Path("x.xml"), annotation)  # same stem, other item
+    item = detection_dataset.DatasetItem("a", pathlib.Path("x.png"), pathlib.Path("x.xml"), annotation)  # same stem, other item
     assert dataset.usable_objects(item) == [voc.VocObject("RBC", 5, 5, 10, 8)]
 
 
@@ -132,7 +133,7 @@ def test_statistics_of_a_clean_dataset(tmp_path):
     for stem, objects in boxes.items():
         _image(images_dir, f"{stem}.png")
         _xml(annotations_dir, f"{stem}.xml", objects)
-    dataset = doctor.load_detection_dataset(images_dir, annotations_dir, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, annotations_dir, progress=False)
     stats = dataset.statistics()
     assert stats["images"] == 3 and stats["objects"] == stats["objects_read"] == 4
     assert stats["objects_per_class"] == {"A": 3, "B": 1}
@@ -147,13 +148,13 @@ def test_same_folder_upper_case_extensions_and_sorted_order(tmp_path):
     for stem in ["b", "a", "C"]:
         _image(tmp_path, f"{stem}.PNG")
         _xml(tmp_path, f"{stem}.XML", [("cell", 1, 1, 9, 9)])
-    dataset = doctor.load_detection_dataset(tmp_path, tmp_path, progress=False)
+    dataset = detection_dataset.load_detection_dataset(tmp_path, tmp_path, progress=False)
     assert [item.stem for item in dataset.items] == ["C", "a", "b"] and dataset.problems == []
 
 
 def test_results_are_deterministic(messy):
-    first = doctor.load_detection_dataset(*messy, progress=False)
-    second = doctor.load_detection_dataset(*messy, progress=False)
+    first = detection_dataset.load_detection_dataset(*messy, progress=False)
+    second = detection_dataset.load_detection_dataset(*messy, progress=False)
     assert first.problems == second.problems
     assert [item.stem for item in first.items] == [item.stem for item in second.items]
 
@@ -161,21 +162,21 @@ def test_results_are_deterministic(messy):
 def test_missing_folders_raise(tmp_path):
     images_dir, annotations_dir = _folders(tmp_path)
     with pytest.raises(errors.DatasetError, match="nope"):
-        doctor.load_detection_dataset(tmp_path / "nope", annotations_dir)
+        detection_dataset.load_detection_dataset(tmp_path / "nope", annotations_dir)
     with pytest.raises(errors.DatasetError, match="nope.*annotation folder"):
-        doctor.load_detection_dataset(images_dir, tmp_path / "nope")
+        detection_dataset.load_detection_dataset(images_dir, tmp_path / "nope")
 
 
 def test_progress_bar_goes_to_stderr_only_when_asked(messy, capsys):
-    doctor.load_detection_dataset(*messy, progress=False)
+    detection_dataset.load_detection_dataset(*messy, progress=False)
     assert capsys.readouterr().err == ""
-    doctor.load_detection_dataset(*messy, progress=True)
+    detection_dataset.load_detection_dataset(*messy, progress=True)
     captured = capsys.readouterr()
     assert "Checking images and annotations" in captured.err and captured.out == ""
 
 
 def test_tables_and_summary(messy, tmp_path, capsys):
-    dataset = doctor.load_detection_dataset(*messy, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, progress=False)
     rows = dataset.problems_table()
     assert len(rows) == len(dataset.problems) and set(rows[0]) == {"kind", "file", "object_index", "message", "fix"}
     text = dataset.problems_text(limit=3)
@@ -191,7 +192,7 @@ def test_tables_and_summary(messy, tmp_path, capsys):
 
 
 def test_plots_are_png_files(messy, tmp_path):
-    dataset = doctor.load_detection_dataset(*messy, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, progress=False)
     paths = dataset.plot_statistics(tmp_path / "out")
     assert len(paths) == 3
     example = dataset.plot_example(tmp_path / "out" / "example.png", stem="d")
@@ -205,14 +206,14 @@ def test_plots_are_png_files(messy, tmp_path):
 
 def test_empty_dataset_still_plots(tmp_path):
     images_dir, annotations_dir = _folders(tmp_path)
-    dataset = doctor.load_detection_dataset(images_dir, annotations_dir, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, annotations_dir, progress=False)
     assert dataset.items == [] and dataset.classes == [] and dataset.statistics()["objects"] == 0
     assert dataset.plot_example(tmp_path / "x.png").is_file()
     assert all(path.is_file() for path in dataset.plot_statistics(tmp_path / "plots"))
 
 
 def test_iou_matrix():
-    overlaps = doctor.iou_matrix([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    overlaps = detection_dataset.iou_matrix([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
     np.testing.assert_allclose(overlaps, [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 1]])
 
 
@@ -231,7 +232,7 @@ def _fingerprint(*folders):
 
 def test_input_folders_are_never_changed(messy, tmp_path):
     before = _fingerprint(*messy)
-    dataset = doctor.load_detection_dataset(*messy, progress=False)
+    dataset = detection_dataset.load_detection_dataset(*messy, progress=False)
     dataset.plot_statistics(tmp_path / "run" / "plots")
     dataset.plot_example(tmp_path / "run" / "example.png")
     dataset.show_summary()
@@ -244,7 +245,7 @@ def test_bccd_quirks_exactly_as_documented(bccd_dir, tmp_path):
     """The doctor finds exactly what ../shared/data/bccd/SOURCE.md lists, and nothing else."""
     images_dir, annotations_dir = bccd_dir / "JPEGImages", bccd_dir / "Annotations"
     before = _fingerprint(images_dir, annotations_dir)
-    dataset = doctor.load_detection_dataset(images_dir, annotations_dir, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, annotations_dir, progress=False)
     assert dataset.problem_counts() == {"zero_area_box": 2, "near_duplicate_box": 8}
     assert sorted(p.file for p in _of_kind(dataset, "zero_area_box")) == ["BloodImage_00338.xml", "BloodImage_00343.xml"]
     duplicates = _of_kind(dataset, "near_duplicate_box")

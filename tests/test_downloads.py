@@ -596,6 +596,10 @@ def test_manifest_counts_agree_with_the_curated_copies(name, shared_name, folder
     ('{"datasets": [{"name": "x", "task": "detection", "description": "", "url": "", "licence": "",'
      ' "citation": "", "archive_format": "zip", "sha256": "abc", "expected_files": {}, "root_subdir": "",'
      ' "images_subdir": "", "annotations_subdir": "", "labels_csv": ""}]}', "64 hexadecimal"),
+    ('{"datasets": [{"name": "x", "task": "detection", "description": "", "url": "", "licence": "",'
+     ' "citation": "", "archive_format": "zip", "sha256": null, "expected_files": {}, "root_subdir": "",'
+     ' "images_subdir": "", "annotations_subdir": "", "labels_csv": "", "labels_conversion": "id_csv"}]}',
+     "'labels_conversion' must be an object"),
 ])
 def test_a_broken_manifest_names_the_file_and_the_problem(tmp_path, content, message):
     path = tmp_path / "broken_manifest.json"

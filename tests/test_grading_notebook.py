@@ -118,6 +118,14 @@ def test_predictions_csv_has_a_grade_and_a_score_per_grade(executed):
         assert abs(sum(scores) - 1) < 1e-3 and 0 <= int(row["grade"]) <= 4
 
 
+def test_qc_explains_grades_with_gradcam_and_the_browser_ran(executed):
+    qc = executed["run"] / "qc"
+    figures = sorted(qc.glob("gradcam_*.png"))
+    assert figures and all(path.stat().st_size > 1000 for path in figures)
+    assert (qc / "browser_current.png").is_file()  # cell 5.2 drew the first image
+    assert "Grad-CAM: where the model looked" in pdf_text(executed["run"] / "qc_report.pdf")
+
+
 def test_qc_command_json_matches_the_notebook_qc(executed):
     metrics, saved = qc_command_metrics("grading", executed["run"] / "qc", "--num-grades", "5",
                                         "--referable-threshold", "2")

@@ -1,4 +1,4 @@
-"""Unit tests of the grading engine: preprocessing, ordinal decoding, thresholds, sampler, doctor, split, heads."""
+"""Unit tests of grading: preprocessing, ordinal decoding, thresholds, sampler, data check, split, heads."""
 
 import collections
 import csv
@@ -243,15 +243,15 @@ def test_split_of_dr_srahim_keeps_both_eyes_of_a_patient_together(tmp_path):
 def test_losses_take_one_hot_targets():
     import keras
 
-    from helpers.grading import heads
+    from helpers.grading import model as grading_model
 
     one_hot = np.eye(4, dtype=np.float32)[[0, 2, 3]]
-    regression = heads.ExpectedGradeSquaredError(reduction=None)(one_hot, np.array([[0.5], [2.0], [1.0]], np.float32))
+    regression = grading_model.ExpectedGradeSquaredError(reduction=None)(one_hot, np.array([[0.5], [2.0], [1.0]], np.float32))
     assert np.allclose(keras.ops.convert_to_numpy(regression), [0.25, 0.0, 4.0])
     cumulative = np.array([[0.2, 0.1, 0.1], [0.9, 0.8, 0.3], [0.9, 0.9, 0.6]], np.float32)
     targets = np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1]], np.float32)
     expected = -(targets * np.log(cumulative) + (1 - targets) * np.log(1 - cumulative)).sum(axis=1)
-    loss = heads.CumulativeBinaryCrossentropy(reduction=None)(one_hot, cumulative)
+    loss = grading_model.CumulativeBinaryCrossentropy(reduction=None)(one_hot, cumulative)
     assert np.allclose(keras.ops.convert_to_numpy(loss), expected, atol=1e-5)
 
 
@@ -271,16 +271,16 @@ def tiny_base(backbone_name, number_of_classes, image_size, **options):
 @pytest.mark.parametrize("head, width", [("regression", 1), ("cumulative", 4), ("softmax", 5)])
 def test_each_head_replaces_the_softmax_layer_and_survives_saving(tmp_path, head, width):
     from helpers.classification import model as classification_model
-    from helpers.grading import heads
+    from helpers.grading import model as grading_model
 
-    model = heads.build_grading_model(head, "mobilenetv3small", 5, 16, build_base=tiny_base, dropout=0.1)
+    model = grading_model.build_grading_model(head, "mobilenetv3small", 5, 16, build_base=tiny_base, dropout=0.1)
     batch = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
     outputs = np.asarray(model.predict(batch, verbose=0))
     assert outputs.shape == (2, width) and "head_classes" not in {layer.name for layer in model.layers}
-    heads.compile_grading_model(model, "adam", head)
+    grading_model.compile_grading_model(model, "adam", head)
     model.save(tmp_path / "model.keras")
     reloaded = classification_model.load_classifier(tmp_path / "model.keras", compile=True)
-    assert heads.head_of(reloaded) == head
+    assert grading_model.head_of(reloaded) == head
     assert np.allclose(np.asarray(reloaded.predict(batch, verbose=0)), outputs, atol=1e-5)
     if head == "cumulative":
         assert np.all(np.diff(outputs, axis=1) <= 0)  # ordered at initialisation (decreasing biases)
@@ -289,17 +289,18 @@ def test_each_head_replaces_the_softmax_layer_and_survives_saving(tmp_path, head
 def test_grading_task_feeds_the_classification_pipeline_without_changing_it(tmp_path):
     from helpers.classification import pipeline
     from helpers.classification import train as classification_train
-    from helpers.grading import engine, heads
+    from helpers.grading import model as grading_model
+    from helpers.grading import train as grading_train
 
     config = config_module.config_from_form(GradingConfig, "quick", head="cumulative", sampling_multipliers="1,1,3",
                                             num_grades=3, referable_threshold=1)
-    task = engine.grading_task(config)
-    assert (task.monitor, task.history_columns, task.sampling_weights) == ("validation_kappa", engine.HISTORY_COLUMNS,
+    task = grading_train.grading_task(config)
+    assert (task.monitor, task.history_columns, task.sampling_weights) == ("validation_kappa", grading_train.HISTORY_COLUMNS,
                                                                           (1.0, 1.0, 3.0))
     assert classification_train.CLASSIFICATION.monitor == "validation_balanced_accuracy"  # untouched default
     assert classification_train.TrainingTask().loader is pipeline.load_resized
     model = task.build_model(config.backbone, config.num_grades, config.image_size, dropout=0.0)
-    assert heads.head_of(model) == "cumulative" and model.output.shape[-1] == config.num_grades - 1
+    assert grading_model.head_of(model) == "cumulative" and model.output.shape[-1] == config.num_grades - 1
     path = tmp_path / "fundus.png"
     images.write_image(path, fundus_like())
     batch = next(iter(pipeline.evaluation_dataset([path], config.image_size, 1, loader=task.loader)))
@@ -309,12 +310,126 @@ def test_grading_task_feeds_the_classification_pipeline_without_changing_it(tmp_
 
 
 def test_validation_figures_tune_regression_thresholds_on_the_validation_images():
-    from helpers.grading import engine
+    from helpers.grading import train as grading_train
 
     rng = np.random.default_rng(1)
     truth = rng.integers(0, 5, 200)
     outputs = (0.5 * truth + 0.2 + rng.normal(0, 0.2, truth.size)).reshape(-1, 1)
-    figures = engine.validation_figures("regression", outputs, truth, 5)
+    figures = grading_train.validation_figures("regression", outputs, truth, 5)
     default = ordinal.quadratic_kappa(truth, ordinal.regression_grades(outputs, ordinal.default_thresholds(5)), 5)
     assert figures["validation_kappa"] > default and len(figures["thresholds"]) == 4
     assert figures["validation_loss"] == pytest.approx(np.mean((outputs[:, 0] - truth) ** 2))
+
+
+# ---------------------------------------------------------------- Grad-CAM and the QC browser
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading")
+@pytest.mark.parametrize("head", ["regression", "cumulative", "softmax"])
+def test_gradcam_explains_the_expected_grade_of_every_head(head):
+    from helpers.grading import gradcam
+    from helpers.grading import model as grading_model
+
+    model = grading_model.build_grading_model(head, "mobilenetv3small", 5, 16, build_base=tiny_base)
+    image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    heatmap, expected = gradcam.gradcam_heatmap(model, image, head)
+    assert heatmap.shape == (14, 14) and np.isfinite(heatmap).all() and 0 <= heatmap.min() <= heatmap.max() <= 1
+    outputs = np.asarray(model.predict(image[None], verbose=0), dtype=np.float64)[0]
+    by_head = {"regression": lambda: outputs[0], "cumulative": outputs.sum,
+               "softmax": lambda: (np.arange(5) * outputs).sum()}
+    assert expected == pytest.approx(by_head[head](), abs=1e-5)
+
+
+def bright_patch_grader(head_weight: float):
+    """A regression grader whose grade is head_weight × the mean brightness (linear features, no bias)."""
+    from helpers.grading import model as grading_model
+
+    model = grading_model.build_grading_model("regression", "mobilenetv3small", 5, 16, build_base=tiny_base)
+    kernel, bias = model.get_layer("convolution").get_weights()
+    model.get_layer("convolution").set_weights([np.full_like(kernel, 1 / 27), np.zeros_like(bias)])
+    kernel, bias = model.get_layer("head_grade").get_weights()
+    model.get_layer("head_grade").set_weights([np.full_like(kernel, head_weight), np.zeros_like(bias)])
+    return model
+
+
+def test_gradcam_is_red_where_the_image_raises_the_grade_and_empty_where_nothing_does():
+    from helpers.grading import gradcam
+
+    image = np.zeros((16, 16, 3), np.float32)
+    image[2:6, 9:13] = 255  # a bright "lesion" top right
+    heatmap, expected = gradcam.gradcam_heatmap(bright_patch_grader(1.0), image, "regression")
+    row, column = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    assert 0 <= row <= 5 and 7 <= column <= 12 and expected > 0
+    assert heatmap[10:, :6].max() == 0  # the dark bottom left did not raise the grade
+    lowering, _ = gradcam.gradcam_heatmap(bright_patch_grader(-1.0), image, "regression")
+    assert lowering.max() == 0  # brightness lowers this model's grade: nothing to show
+
+
+@pytest.fixture
+def browsed_result(tmp_path):
+    """A QualityResult over three images (one right, two wrong) with a tiny cumulative grader."""
+    import keras
+
+    from helpers import runs
+    from helpers.classification.dataset import ClassificationItem
+    from helpers.grading import model as grading_model, quality
+
+    keras.utils.set_random_seed(0)
+    model = grading_model.build_grading_model("cumulative", "mobilenetv3small", 3, 16, build_base=tiny_base)
+    items, labels = {}, {"a.png": "0", "b.png": "2", "c.png": "1"}
+    for seed, (key, label) in enumerate(labels.items()):
+        images.write_image(tmp_path / key, fundus_like(seed=seed))
+        items[key] = ClassificationItem(key, tmp_path / key, label, None, "", 300, 200)
+    settings = {"head": "cumulative", "num_grades": 3, "thresholds": None, "image_size": 16, "crop_to_disc": True,
+                "colour_normalisation": True}
+    scores = {"a.png": np.array([0.7, 0.2, 0.1]), "b.png": np.array([0.6, 0.3, 0.1]), "c.png": np.array([0.1, 0.3, 0.6])}
+    result = quality.QualityResult(runs.RunFolder(root=tmp_path / "run"), None, settings, "test", None, items,
+                                    {"a.png": 0, "b.png": 0, "c.png": 2}, scores, model)
+    result.mistakes = quality._largest_errors(result)
+    return result
+
+
+def test_browser_data_has_true_and_predicted_grade_and_a_finite_gradcam_per_image(browsed_result):
+    from helpers.grading import gradcam
+
+    expected = {"a.png": (0, 0, 0.7), "b.png": (2, 0, 0.6), "c.png": (1, 2, 0.6)}
+    for key, (true_grade, predicted, score) in expected.items():
+        shown = gradcam.explain(browsed_result, key)
+        assert (shown.key, shown.true_grade, shown.predicted_grade) == (key, true_grade, predicted)
+        assert shown.score == pytest.approx(score)
+        assert shown.image.shape == (16, 16, 3) and shown.image.dtype == np.uint8
+        assert shown.heatmap.shape == (14, 14) and np.isfinite(shown.heatmap).all()
+        assert 0 <= shown.heatmap.min() <= shown.heatmap.max() <= 1 and 0 <= shown.expected <= 2
+    # The image is the one the network sees: the same preprocessing as training and prediction.
+    assert np.array_equal(gradcam.explain(browsed_result, "a.png").image,
+                          preprocessing.load_preprocessed(browsed_result.items["a.png"].path, 16, True, True))
+    assert [mistake["key"] for mistake in browsed_result.mistakes] == ["b.png", "c.png"]  # furthest first
+
+
+def test_browser_line_figure_and_widget(browsed_result):
+    from helpers.grading import browser, gradcam
+
+    assert browser.describe(browsed_result, "b.png") == ("b.png: true grade 2, predicted 0 (0.60) – WRONG by 2 "
+                                                          "grade(s). Scores per grade: 0: 0.60, 1: 0.30, 2: 0.10")
+    assert "– correct." in browser.describe(browsed_result, "a.png")
+    figure = gradcam.gradcam_figure(browsed_result, "c.png", browsed_result.run.qc / "c.png")
+    assert figure.stat().st_size > 1000
+    pytest.importorskip("ipywidgets")
+    widget = browsed_result.browse()
+    slider, only_mistakes = widget.children[0].children
+    assert slider.max == 2 and (browsed_result.run.qc / "browser_current.png").is_file()
+    only_mistakes.value = True
+    assert slider.max == 1  # two wrongly graded images
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading")
+def test_a_model_with_another_head_is_refused_when_continuing():
+    from helpers.grading import model as grading_model
+    from helpers.grading import train as grading_train
+
+    config = config_module.config_from_form(GradingConfig, "quick", head="cumulative", num_grades=5)
+    grading_train.check_continued_grader(config, grading_model.build_grading_model("cumulative", "x", 5, 16, build_base=tiny_base),
+                                  config.grade_names)
+    with pytest.raises(errors.ModelError, match="continue_from: that model has a regression head with 1 outputs"):
+        grading_train.check_continued_grader(config, grading_model.build_grading_model("regression", "x", 5, 16, build_base=tiny_base),
+                                      config.grade_names)

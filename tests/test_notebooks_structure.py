@@ -61,3 +61,47 @@ def test_code_cells_are_a_few_statements(path):
         form_assignments = len(FORM_FIELD.findall(source(cell)))
         statements = len(ast.parse(text).body) - form_assignments
         assert statements <= 8, f"{path.name} cell {index} has {statements} statements; move logic to helpers/"
+
+
+# ---------------------------------------------------------------- dropdowns come from the configs
+
+DROPDOWN = re.compile(r'^(\w+) = "(\w*)" #@param (\[.*\])$', re.M)
+CONFIG_OF_NOTEBOOK = {"detection_retinanet.ipynb": "helpers.detection.config:DetectionConfig",
+                      "classification.ipynb": "helpers.classification.config:ClassificationConfig",
+                      "grading.ipynb": "helpers.grading.config:GradingConfig"}
+BUILDERS = sorted((pathlib.Path(__file__).resolve().parents[1] / "tools").glob("build_*_notebook.py"))
+
+
+def config_choices(notebook_name):
+    """Config field name -> its choices, for the config of a notebook."""
+    import dataclasses
+    import importlib
+
+    module_name, class_name = CONFIG_OF_NOTEBOOK[notebook_name].split(":")
+    config_class = getattr(importlib.import_module(module_name), class_name)
+    return {item.name: list(item.metadata["choices"]) for item in dataclasses.fields(config_class)
+            if item.metadata.get("choices")}
+
+
+def test_every_notebook_has_its_config():
+    assert sorted(CONFIG_OF_NOTEBOOK) == [path.name for path in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_dropdowns_offer_exactly_the_config_choices(path):
+    choices = config_choices(path.name)
+    dropdowns = [match for cell in code_cells(path) for match in DROPDOWN.findall(source(cell))]
+    checked = [(name, default, json.loads(offered)) for name, default, offered in dropdowns if name in choices]
+    assert {name for name, _, _ in checked} >= {"preset", "backbone", "pretrained"}
+    for name, default, offered in checked:
+        # "" = the preset's value; a field with a form default (preset) offers the choices alone.
+        assert offered == ([""] if default == "" else []) + choices[name], f"{path.name}: dropdown {name}"
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda path: path.name)
+def test_builders_do_not_type_the_choices_of_a_config_field(builder):
+    notebook = {"build_detection_notebook.py": "detection_retinanet.ipynb"}.get(builder.name,
+                                                                               builder.name[6:-12] + ".ipynb")
+    typed = [name for name, _, _ in DROPDOWN.findall(builder.read_text(encoding="utf-8"))
+             if name in config_choices(notebook)]
+    assert typed == [], f"{builder.name} types the choices of {typed}; write '#@param CHOICES' (with_choices)"

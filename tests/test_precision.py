@@ -57,9 +57,9 @@ class OptimizerSpy(keras.callbacks.Callback):
 
 
 def test_auto_is_the_same_rule_and_help_text_for_every_task(monkeypatch):
+    from helpers import strategy
     from helpers.classification import train as classification_train
     from helpers.detection import model as detection_model
-    from helpers.detection import strategy
 
     expected = {"tpu": ("bfloat16", "mixed_bfloat16"), "gpu": ("float16", "mixed_float16"),
                 "cpu": ("float32", "float32")}
@@ -140,7 +140,8 @@ def test_classification_trains_exports_and_predicts(dtype, augmenter, mixing, tm
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype, head", [("float16", "cumulative"), ("bfloat16", "regression")])
 def test_grading_trains_exports_and_grades(dtype, head, tmp_path):
-    from helpers.grading import dataset, demo_data, engine, predict
+    from helpers.grading import dataset, demo_data, predict
+    from helpers.grading import train as grading_train
 
     images_dir, labels_csv = demo_data.make_grading_demo(tmp_path / "data", patients_per_grade=1, num_grades=3,
                                                          image_size=32)
@@ -151,14 +152,14 @@ def test_grading_trains_exports_and_grades(dtype, head, tmp_path):
     items = dataset.load_grading_dataset(config.images_dir, config.labels_csv, config.num_grades, config.grade_column,
                                          config.group_column, 1, filename_column=config.filename_column).items
     run, spy = runs.open_run_folder(config.model_path, config.model_name, config), OptimizerSpy()
-    training = engine.train_grader(config, run, items[::2], items[1::2], callbacks=[spy])
+    training = grading_train.train_grader(config, run, items[::2], items[1::2], callbacks=[spy])
     assert training.result.precision == POLICIES[dtype]
     check_optimizer(spy, dtype)
-    engine.export(training, config, run)
+    grading_train.export(training, config, run)
     forget_policy()
     model, settings = predict.load_grader(run)
     paths = [item.path for item in items]
-    outputs, kept, _ = engine.predict_outputs(model, paths, config, progress=False)
+    outputs, kept, _ = grading_train.predict_outputs(model, paths, config, progress=False)
     assert outputs.dtype == np.float32 and outputs.shape == (len(items), 2 if head == "cumulative" else 1)
     assert np.isfinite(outputs).all()
     grades, scores, _, _ = predict.grade_paths(model, settings, paths, progress=False)
@@ -173,11 +174,12 @@ def test_grading_trains_exports_and_grades(dtype, head, tmp_path):
 def test_detection_trains_exports_and_detects(dtype, validate, tmp_path):
     import tensorflow as tf
 
-    from helpers import demo_data, doctor
+    from helpers.detection import dataset as detection_dataset
+    from helpers.detection import demo_data
     from helpers.detection import export, train
 
     data = demo_data.make_detection_demo(tmp_path / "demo", number_of_images=3, image_size=(160, 128))
-    checked = doctor.load_detection_dataset(data / "images", data / "annotations", progress=False)
+    checked = detection_dataset.load_detection_dataset(data / "images", data / "annotations", progress=False)
     config = config_module.config_from_form(
         DetectionConfig, "quick", images_dir=str(data / "images"), annotations_dir=str(data / "annotations"),
         model_path=str(tmp_path / "models"), model_name="run", image_size=128, epochs=1, steps_per_epoch=2,

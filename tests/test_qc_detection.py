@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from pycocotools import coco, cocoeval
 
-from helpers import doctor, errors, voc
+from helpers import errors, voc
+from helpers.detection import dataset as detection_dataset
 from helpers.detection import outputs
 from helpers.qc import detection
 from tests.conftest import REPOSITORY_ROOT, shared_dataset
@@ -326,7 +327,7 @@ def test_qc_modules_do_not_import_tensorflow():
 def test_bccd_ground_truth_against_itself_gives_map_one(tmp_path):
     bccd = shared_dataset("bccd")
     stems = (bccd / "ImageSets" / "Main" / "test.txt").read_text().split()
-    dataset = doctor.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(bccd / "JPEGImages", bccd / "Annotations", progress=False)
     items = [item for item in dataset.items if item.stem in set(stems)]
     assert len(items) == len(stems) == 72
     ground_truth = {item.image_path.name: dataclasses.replace(item.annotation, objects=dataset.usable_objects(item))
@@ -459,12 +460,13 @@ def test_qc_report_pdf_has_the_count_section(tmp_path):
     import pypdf
 
     from helpers import config as config_module
-    from helpers import demo_data, runs
+    from helpers import runs
+    from helpers.detection import demo_data
     from helpers.detection import quality, reports
     from helpers.detection.config import DetectionConfig
 
     data = demo_data.make_detection_demo(tmp_path / "data", number_of_images=5, image_size=(160, 128))
-    dataset = doctor.load_detection_dataset(data / "images", data / "annotations", progress=False)
+    dataset = detection_dataset.load_detection_dataset(data / "images", data / "annotations", progress=False)
     config = config_module.config_from_form(DetectionConfig, "quick", images_dir=str(data / "images"),
                                             annotations_dir=str(data / "annotations"), model_path=str(tmp_path / "m"),
                                             model_name="counts")
@@ -476,7 +478,7 @@ def test_qc_report_pdf_has_the_count_section(tmp_path):
     predictions = [detection_of(name, obj.name, rng.uniform(0.05, 1.0), obj.xmin, obj.ymin, obj.xmax, obj.ymax)
                    for name, item in ground_truth.items() for obj in item.objects]
     evaluation = detection.evaluate_detection(ground_truth, predictions, score_threshold=config.score_threshold)
-    result = quality.QualityControlResult(
+    result = quality.QualityResult(
         run=run, config=config, evaluation=evaluation, source="synthetic test", ground_truth=ground_truth,
         image_paths={item.image_path.name: item.image_path for item in dataset.items}, predictions=predictions,
         output_dir=run.qc / "test")

@@ -13,7 +13,10 @@ import zlib
 import numpy as np
 import pytest
 
-from helpers import demo_data, doctor, errors, images, voc
+from helpers import errors, images, voc
+from helpers import problems as problems_module
+from helpers.detection import dataset as detection_dataset
+from helpers.detection import demo_data
 from helpers.classification import dataset as classification_dataset
 from helpers.classification import demo_data as classification_demo
 from helpers.grading import dataset as grading_dataset
@@ -43,16 +46,16 @@ def fingerprint(folder: pathlib.Path) -> dict:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def assert_listed(problems: list[doctor.Problem], prefix: str = "") -> None:
+def assert_listed(problems: list[problems_module.Problem], prefix: str = "") -> None:
     """One unreadable_image problem per unreadable file (reason in the message, the shared fix), one note."""
-    unreadable = {problem.file: problem for problem in problems if problem.kind == doctor.UNREADABLE_IMAGE}
+    unreadable = {problem.file: problem for problem in problems if problem.kind == problems_module.UNREADABLE_IMAGE}
     assert sorted(unreadable) == sorted(prefix + name for name in UNREADABLE)
     for name, reason in UNREADABLE.items():
         problem = unreadable[prefix + name]
         assert reason in problem.message and "left out" in problem.message and "\n" not in problem.message
-        assert problem.fix == doctor.UNREADABLE_IMAGE_FIX
+        assert problem.fix == problems_module.UNREADABLE_IMAGE_FIX
     assert "renamed to .jpg" in unreadable[prefix + "jpeg_named.tif"].message
-    notes = [problem for problem in problems if problem.kind == doctor.EXTENSION_MISMATCH]
+    notes = [problem for problem in problems if problem.kind == problems_module.EXTENSION_MISMATCH]
     assert [note.file for note in notes] == [prefix + WRONG_EXTENSION]
     assert "holds PNG data but is named .jpg" in notes[0].message and "png_named.png" in notes[0].fix
 
@@ -94,7 +97,7 @@ def test_detection_check_lists_unreadable_images_and_records_are_written_for_the
         annotation = voc.VocAnnotation(name, template.width, template.height, 3, template.objects)
         voc.write_voc(annotation, annotations_dir / f"{pathlib.Path(name).stem}.xml")
     before = fingerprint(folder)
-    dataset = doctor.load_detection_dataset(images_dir, annotations_dir, progress=False)
+    dataset = detection_dataset.load_detection_dataset(images_dir, annotations_dir, progress=False)
     assert_listed(dataset.problems)
     assert "truncated.xml are left out" in next(p.message for p in dataset.problems if p.file == "truncated.jpg")
     assert [item.stem for item in dataset.items] == ["png_named", "synthetic_000", "synthetic_001", "synthetic_002"]

@@ -6,7 +6,9 @@ only call ``helpers.classification.workflow``. Run: .venv/bin/python tools/build
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, setup_cells
+from notebook_cells import code, markdown, run_folder_form, save, setup_cells, with_choices
+
+from helpers.classification.config import ClassificationConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -82,7 +84,7 @@ Test_images = "" #@param {type:"string"}
 Test_labels_csv = "" #@param {type:"string"}
 #@markdown **New images to classify** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-""" + run_folder_form("cells_classifier"), tags=("parameters",))
+""" + run_folder_form("cells_classifier", ClassificationConfig), tags=("parameters",))
 
 setup_cells()
 
@@ -91,7 +93,8 @@ markdown("""
 
 ### 3.0 (Optional) Download an example dataset
 To try the notebook before labelling your own images, download an example white-blood-cell
-dataset. The cell prints the folder to paste into `Training_images` in 1.1.
+dataset. The cell prints the values to paste into 1.1 (`Training_images` and `Labels_csv`; for
+`wbc_zheng2018` it writes a labels CSV next to the download, as its own file numbers the images).
 """)
 
 code("""
@@ -131,10 +134,10 @@ per class and examples of each, and splits your images into training and validat
 (stratified by class; saved as `split.json`; your files stay where they are).
 """)
 
-code("""
+code(with_choices("""
 #@title 3.1 Advanced settings (None = the preset's value)
-backbone = "" #@param ["", "efficientnetb0", "efficientnetb1", "efficientnetb2", "efficientnetb3", "efficientnetb4", "efficientnetb5", "efficientnetv2s", "mobilenetv3small", "mobilenetv3large", "resnet50"]
-pretrained = "" #@param ["", "imagenet", "none"]
+backbone = "" #@param CHOICES
+pretrained = "" #@param CHOICES
 continue_from = "" #@param {type:"string"}
 image_size = None #@param {type:"raw"}
 head_epochs = None #@param {type:"raw"}
@@ -142,13 +145,13 @@ fine_tune_layers = None #@param {type:"raw"}
 batch_size = None #@param {type:"raw"}
 learning_rate = None #@param {type:"raw"}
 fine_tune_learning_rate = None #@param {type:"raw"}
-optimizer = "" #@param ["", "adam", "adamw", "lion"]
+optimizer = "" #@param CHOICES
 label_smoothing = None #@param {type:"raw"}
-class_balance = "" #@param ["", "class_weights", "balanced_sampling", "none"]
+class_balance = "" #@param CHOICES
 validation_fraction = None #@param {type:"raw"}
-augmentation = "" #@param ["", "basic", "randaugment", "augmix", "none"]
-mixing = "" #@param ["", "none", "cutmix", "mixup"]
-""")
+augmentation = "" #@param CHOICES
+mixing = "" #@param CHOICES
+""", ClassificationConfig))
 
 code("""
 #@title 3.1 Check the data and split it

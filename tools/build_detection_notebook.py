@@ -6,7 +6,9 @@ keeps a reviewable plain-text copy of every cell. Run: .venv/bin/python tools/bu
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, setup_cells
+from notebook_cells import code, markdown, run_folder_form, save, setup_cells, with_choices
+
+from helpers.detection.config import DetectionConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -83,7 +85,7 @@ Test_images = "" #@param {type:"string"}
 Test_annotations = "" #@param {type:"string"}
 #@markdown **New images to detect cells in** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-""" + run_folder_form("cells_retinanet"), tags=("parameters",))
+""" + run_folder_form("cells_retinanet", DetectionConfig), tags=("parameters",))
 
 setup_cells()
 
@@ -92,7 +94,7 @@ markdown("""
 
 ### 3.0 (Optional) Download an example dataset
 To try the notebook before annotating your own images, download one of the example datasets. The
-cell prints the folder names to paste into 1.1.
+cell prints the values to paste into 1.1 (the training and, where the source has them, test folders).
 """)
 
 code("""
@@ -122,7 +124,7 @@ statistics and one image with its boxes, and splits your images into training an
 (the split is saved as `split.json`; your files stay where they are).
 """)
 
-code("""
+code(with_choices("""
 #@title 3.1 Advanced settings (None = the preset's value)
 batch_size = None #@param {type:"raw"}
 learning_rate = None #@param {type:"raw"}
@@ -136,10 +138,10 @@ score_threshold = None #@param {type:"raw"}
 remove_background = None #@param {type:"raw"}
 augmentation_factor = None #@param {type:"raw"}
 rare_class_boost = None #@param {type:"raw"}
-backbone = "" #@param ["", "spinenet49_mobile", "resnet50_fpn", "spinenet49", "mobilenetv2_fpn"]
-pretrained = "" #@param ["", "coco", "none"]
+backbone = "" #@param CHOICES
+pretrained = "" #@param CHOICES
 continue_from = "" #@param {type:"string"}
-""")
+""", DetectionConfig))
 
 code("""
 #@title 3.1 Check the data and split it
@@ -244,6 +246,42 @@ Results_folder = "" #@param {type:"string"}
 predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder)
 predictions.show(count=4)
 predictions.show_counts(rows=10)
+""")
+
+markdown("""
+### 6.2 The annotation loop: which images to annotate next
+Correcting boxes is much faster than drawing them. This cell ranks the images of section 6 by how
+**unsure** the model is about them: for every box it considered, a score near 0.5 counts most and a
+score near 0 or 1 counts nothing (the *uncertainty* of a box is the smaller of *score* and
+*1 − score*); an image's uncertainty is the sum over its boxes, roughly the number of boxes you can
+expect to fix there. Images with many middling scores come first. It writes into the results folder
+(your image folder is not touched):
+
+- `annotate_next.csv`: every image, most uncertain first, with its uncertainty, its number of boxes
+  at the score threshold and of middling ones (scores between 0.2 and 0.8);
+- `pre_annotations/`: one PASCAL VOC `.xml` per image for the first `Number_to_annotate` images,
+  with the model's boxes at the score threshold, ready to correct.
+
+The loop, once per round:
+1. open the image folder and `pre_annotations/` in **LabelImg** (*Open Dir* = the images,
+   *Change Save Dir* = `pre_annotations`) or import the `.xml` files into **CVAT** as
+   "PASCAL VOC 1.1"; fix wrong boxes, delete false ones, draw the missed cells, save;
+2. copy each corrected image and its `.xml` into your training folders (`Training_images` and
+   `Training_annotations`); keep your test images apart;
+3. train again (section 3.1 onwards) with a new `model_name` and `continue_from` set to this run's
+   folder, so training starts from the model you have instead of from the beginning.
+
+An image on which the model finds nothing scores 0 and comes last: look at those too (they are in
+`annotate_next.csv` with 0 detections).
+""")
+
+code("""
+#@title 6.2 Rank the images for annotation and pre-annotate the first ones
+Rank_images_for_annotation = True #@param {type:"boolean"}
+Number_to_annotate = 10 #@param {type:"integer"}
+if Rank_images_for_annotation:
+    annotation_queue = workflow.rank_for_annotation(predictions, Number_to_annotate)
+    annotation_queue.show(rows=10)
 """)
 
 print(save(ROOT / "notebooks" / "detection_retinanet.ipynb"))

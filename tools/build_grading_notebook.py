@@ -6,7 +6,9 @@ folder); the cells only call ``helpers.grading.workflow``. Run: .venv/bin/python
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, setup_cells
+from notebook_cells import code, markdown, run_folder_form, save, setup_cells, with_choices
+
+from helpers.grading.config import GradingConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -95,13 +97,26 @@ Test_images = "" #@param {type:"string"}
 Test_labels_csv = "" #@param {type:"string"}
 #@markdown **New images to grade** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-""" + run_folder_form("fundus_grader"), tags=("parameters",))
+""" + run_folder_form("fundus_grader", GradingConfig), tags=("parameters",))
 
 setup_cells()
 
 markdown("""
 ## 3. Data, split, preprocessing and backbone
 
+### 3.0 (Optional) Download an example dataset
+To try the notebook before grading your own images, download an example set of graded fundus
+photographs (about 430 MB). The cell writes a CSV of grades and patient IDs next to the download
+and prints the values to paste into 1.1.
+""")
+
+code("""
+#@title 3.0 Example dataset (optional)
+Example_dataset = "none" #@param ["none", "dr_srahim"]
+notebook.download_example(Example_dataset, model_path)
+""")
+
+markdown("""
 ### 3.1 Advanced settings, and a check of your data
 Every field left as `None` (or empty) takes the preset's value; the values actually used are
 printed below and saved in `config.yaml`.
@@ -110,7 +125,9 @@ printed below and saved in `config.yaml`.
   for the best kappa), `cumulative` (CORAL) or `softmax` (plain classification, for comparison).
 - **backbone**, **pretrained**: the network, and whether it starts from ImageNet weights
   (`imagenet`, recommended: downloaded once into a cache, checksum in the report) or from scratch
-  (`none`: needs far more images and epochs).
+  (`none`: needs far more images and epochs). **continue_from**: the run folder of a grader you
+  trained before, to train it further on this data (same head, `num_grades`, image size and
+  preprocessing; the report says which model it continued).
 - **image_size**: images are resized to this square size in pixels after the crop (fundus graders
   use 384–512; larger sees smaller lesions but is slower).
 - **crop_to_disc**, **colour_normalisation**: the fundus preprocessing (the preview in 3.2 shows
@@ -132,25 +149,26 @@ per grade and examples of each, and splits your images into training and validat
 (stratified by grade and grouped by patient; saved as `split.json`; your files stay where they are).
 """)
 
-code("""
+code(with_choices("""
 #@title 3.1 Advanced settings (None = the preset's value)
-head = "" #@param ["", "regression", "cumulative", "softmax"]
-backbone = "" #@param ["", "efficientnetb0", "efficientnetb1", "efficientnetb2", "efficientnetb3", "efficientnetb4", "efficientnetb5", "efficientnetv2s", "mobilenetv3small", "mobilenetv3large", "resnet50"]
-pretrained = "" #@param ["", "imagenet", "none"]
+head = "" #@param CHOICES
+backbone = "" #@param CHOICES
+pretrained = "" #@param CHOICES
+continue_from = "" #@param {type:"string"}
 image_size = None #@param {type:"raw"}
 crop_to_disc = True #@param {type:"boolean"}
 colour_normalisation = True #@param {type:"boolean"}
-class_balance = "" #@param ["", "balanced_sampling", "class_weights", "none"]
+class_balance = "" #@param CHOICES
 sampling_multipliers = "" #@param {type:"string"}
 head_epochs = None #@param {type:"raw"}
 fine_tune_layers = None #@param {type:"raw"}
 batch_size = None #@param {type:"raw"}
 learning_rate = None #@param {type:"raw"}
 fine_tune_learning_rate = None #@param {type:"raw"}
-optimizer = "" #@param ["", "adam", "adamw", "lion"]
+optimizer = "" #@param CHOICES
 validation_fraction = None #@param {type:"raw"}
-augmentation = "" #@param ["", "basic", "randaugment", "augmix", "none"]
-""")
+augmentation = "" #@param CHOICES
+""", GradingConfig))
 
 code("""
 #@title 3.1 Check the data and split it
@@ -159,7 +177,8 @@ session = workflow.start(
     preset, images_dir=Training_images, labels_csv=Labels_csv, filename_column=filename_column,
     grade_column=grade_column, group_column=group_column, num_grades=num_grades,
     referable_threshold=referable_threshold, model_path=model_path, model_name=model_name, epochs=number_of_epochs,
-    head=head, backbone=backbone, pretrained=pretrained, image_size=image_size, crop_to_disc=crop_to_disc,
+    head=head, backbone=backbone, pretrained=pretrained, continue_from=continue_from, image_size=image_size,
+    crop_to_disc=crop_to_disc,
     colour_normalisation=colour_normalisation, class_balance=class_balance, sampling_multipliers=sampling_multipliers,
     head_epochs=head_epochs, fine_tune_layers=fine_tune_layers, batch_size=batch_size, learning_rate=learning_rate,
     fine_tune_learning_rate=fine_tune_learning_rate, optimizer=optimizer, validation_fraction=validation_fraction,
@@ -223,16 +242,26 @@ are compared with yours using scikit-learn:
   curve** with its area (AUC; 0.5 = chance, 1 = perfect), the view a screening programme uses.
 
 A gallery shows the images whose predicted grade is furthest from yours (often worth a second
-look). Leave `QC_model_folder` empty to check the model of this run, or give the run folder of
-another grading model. The same figures come from the command
+look), and **Grad-CAM** images show which parts of a picture raised the grade: red areas pushed
+the model's *expected grade* (the average of the grades weighted by their scores; for the
+regression head its output) up, so an image with nothing that raises the grade has an empty map.
+Leave `QC_model_folder` empty to check the model of this run, or give the run folder of another
+grading model; `Grad_CAM_images` takes file names (as in `qc/labels.csv`, separated by commas) to
+explain, or empty to choose some. The same figures come from the command
 `python -m helpers.qc grading --labels qc/labels.csv --predictions qc/predictions.csv`.
 """)
 
 code("""
-#@title 5. Measure the model on the test images
+#@title 5.1 Measure the model on the test images
 QC_model_folder = "" #@param {type:"string"}
-qc = workflow.quality_control(model_path, model_name, Test_images, Test_labels_csv, other_model_folder=QC_model_folder)
+Grad_CAM_images = "" #@param {type:"string"}
+qc = workflow.quality_control(model_path, model_name, Test_images, Test_labels_csv, other_model_folder=QC_model_folder, gradcam_images=Grad_CAM_images)
 qc.show()
+""")
+
+code("""
+#@title 5.2 Browse the test images: true and predicted grade, scores and Grad-CAM of the expected grade
+qc.browse()
 """)
 
 markdown("""

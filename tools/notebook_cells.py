@@ -9,17 +9,25 @@ unchanged notebook gives an identical file (an empty ``git diff``).
 Cell groups that read the same in several notebooks (the run-folder part of form 1.1, and the
 install, GPU and Google Drive cells of sections 1.2 to 2) are written by ``run_folder_form`` and
 ``setup_cells``, so that a fix to them reaches every notebook.
+
+Dropdowns are not typed here: a form line ``name = "" #@param CHOICES`` gets the choices of the
+config field ``name`` (``with_choices``), so the notebook offers exactly what the config accepts.
 """
 
+import dataclasses
 import hashlib
+import json
 import pathlib
 import re
+import sys
 
 import nbformat
 
 import repository
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the builders read the configs of this checkout's helpers
+CHOICES_MARKER = re.compile(r'^(\w+) = "(\w*)" #@param CHOICES$', re.M)
 HELPERS_VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "helpers" / "__init__.py").read_text(encoding="utf-8"),
                             re.M).group(1)
 
@@ -65,12 +73,24 @@ def save(path):
     return path
 
 
-def run_folder_form(model_name):
+def dropdown(config_class, name, blank=True):
+    """The Colab dropdown list of config field ``name``: ``["", "a", "b"]`` (``""`` = the preset's value)."""
+    choices = {item.name: item for item in dataclasses.fields(config_class)}[name].metadata["choices"]
+    return json.dumps(([""] if blank else []) + list(choices))
+
+
+def with_choices(text, config_class):
+    """``text`` with each ``name = "" #@param CHOICES`` line given the choices of ``config_class``'s field ``name``."""
+    return CHOICES_MARKER.sub(lambda match: f'{match[1]} = "{match[2]}" #@param '
+                              f'{dropdown(config_class, match[1], blank=not match[2])}', text)
+
+
+def run_folder_form(model_name, config_class):
     """The end of form 1.1: run folder (``model_path``/``model_name``), preset, epochs and helpers source."""
     return f"""#@markdown **Where to keep the model**: the run folder is `model_path/model_name`; use the same name again to resume.
 model_path = "/content/gdrive/MyDrive/DL4Cells_models" #@param {{type:"string"}}
 model_name = "{model_name}" #@param {{type:"string"}}
-preset = "default" #@param ["default", "quick"]
+preset = "default" #@param {dropdown(config_class, "preset", blank=False)}
 number_of_epochs = None #@param {{type:"raw"}}
 #@markdown **Where the helpers are installed from** (leave as it is; the README says how a lab uses its own copy):
 helpers_source = "{repository.install_source()}" #@param {{type:"string"}}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import pathlib
+from typing import Any, Callable
 
 import numpy as np
+
+from helpers import display
 
 
 def describe(result: Any, key: str) -> str:
@@ -17,16 +20,27 @@ def describe(result: Any, key: str) -> str:
     return f"{key}: true {item.label}, predicted {predicted} ({score:.2f}) – {verdict}. Scores: {top}"
 
 
-def browse(result: Any):
-    """A slider (and a 'mistakes only' box) over the QC images; returns the widget (or None without ipywidgets)."""
+def gradcam_png(result: Any, key: str, path: pathlib.Path) -> pathlib.Path:
+    """The browser's figure of one image: the image | Grad-CAM of the predicted class (``gradcam.gradcam_figure``)."""
+    from helpers.classification import gradcam
+
+    return gradcam.gradcam_figure(result.model, result.items[key].path, result.classes, path,
+                                  true_label=result.items[key].label)
+
+
+def browse(result: Any, describe_image: Callable = describe, draw: Callable = gradcam_png):
+    """A slider (and a 'mistakes only' box) over the QC images; returns the widget (or None without ipywidgets).
+
+    Args:
+        result: a QC result with ``items`` {key: item}, ``mistakes`` (dicts with ``key``) and ``run``.
+        describe_image: ``(result, key) -> str``, the line above the figure.
+        draw: ``(result, key, png path) -> png path``, the figure shown (default: image | Grad-CAM).
+    """
     try:
         import ipywidgets
-        from IPython import display as ipython_display
     except ImportError:
         print("ipywidgets is not installed: open the PNG files in the run's qc/ folder instead.")
         return None
-    from helpers.classification import gradcam
-
     keys = sorted(result.items)
     output = ipywidgets.Output()
     slider = ipywidgets.IntSlider(min=0, max=max(0, len(keys) - 1), description="image")
@@ -44,14 +58,12 @@ def browse(result: Any):
                 print("No images to show.")
                 return
             key = current[min(slider.value, len(current) - 1)]
-            print(describe(result, key))
-            path = gradcam.gradcam_figure(result.model, result.items[key].path, result.classes,
-                                          result.run.qc / "browser_current.png", true_label=result.items[key].label)
-            ipython_display.display(ipython_display.Image(filename=str(path)))
+            print(describe_image(result, key))
+            path = draw(result, key, result.run.qc / "browser_current.png")
+            display.show_image(path)
 
     slider.observe(redraw, names="value")
     only_mistakes.observe(redraw, names="value")
     redraw()
     widget = ipywidgets.VBox([ipywidgets.HBox([slider, only_mistakes]), output])
-    ipython_display.display(widget)
-    return widget
+    return display.show_widget(widget)

@@ -15,7 +15,8 @@ from helpers import errors, precision
 from helpers.classification import backbones
 from helpers.config import field
 
-AUGMENTATIONS = ("none", "basic", "randaugment", "augmix")
+# In the order the notebooks' dropdowns list them (tools/notebook_cells.py derives them from here).
+AUGMENTATIONS = ("basic", "randaugment", "augmix", "none")
 MIXING = ("none", "cutmix", "mixup")
 
 

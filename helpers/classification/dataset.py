@@ -9,14 +9,16 @@ Two layouts are accepted, and neither folder is ever written to:
   the key is the ``filename`` as written in the CSV (relative to ``images_dir``).
 
 The doctor never raises for a problem it can work around; each becomes a
-``helpers.doctor.Problem`` (kind, file, object_index None, message, fix) and the dataset keeps
+``helpers.problems.Problem`` (kind, file, object_index None, message, fix) and the dataset keeps
 what is usable. The policy:
 
 * every image is decoded in full with the decoder training uses (``helpers.images.check_image``):
   truncated, empty and non-image files are left out (listed) instead of stopping training; bytes
   of another format than the extension says that still decode are used (listed as information);
 * CSV rows naming a missing file, rows without a label and images without a row are left out
-  (listed);
+  (listed); an image without a row that has the name of a labelled image and another extension
+  (``001.png`` beside the labelled ``001.bmp``, e.g. its mask) is a companion file: not used, and
+  listed as such rather than as unlabelled;
 * the same bytes under two different labels (found by SHA-256) leave every copy out: which label
   is right cannot be decided here; the same bytes twice under one label are kept but listed
   (the copies may land in training and validation and flatter the validation figures);
@@ -33,10 +35,12 @@ import hashlib
 import pathlib
 from typing import Any
 
-from helpers import doctor, errors, images
+from helpers import display, errors, images
+from helpers import problems as problems_module
+from helpers import progress as progress_module
 
-UNREADABLE_IMAGE = doctor.UNREADABLE_IMAGE
-EXTENSION_MISMATCH = doctor.EXTENSION_MISMATCH
+UNREADABLE_IMAGE = problems_module.UNREADABLE_IMAGE
+EXTENSION_MISMATCH = problems_module.EXTENSION_MISMATCH
 MISSING_FILE = "missing_file"
 MISSING_LABEL = "missing_label"
 UNLABELLED_IMAGE = "unlabelled_image"
@@ -45,11 +49,12 @@ CONFLICTING_DUPLICATE = "duplicate_with_other_label"
 DUPLICATE_IMAGE = "duplicate_image"
 FEW_IMAGES = "few_images"
 CLASS_IMBALANCE = "class_imbalance"
+COMPANION_FILE = "companion_file"
 
 # kind -> what happens to the data, in plain words (shown in summaries).
 PROBLEM_KINDS = {
     UNREADABLE_IMAGE: "image cannot be decoded (truncated, empty or not an image) - not used",
-    EXTENSION_MISMATCH: doctor.PROBLEM_KINDS[doctor.EXTENSION_MISMATCH],
+    EXTENSION_MISMATCH: problems_module.EXTENSION_MISMATCH_MEANING,
     MISSING_FILE: "CSV row names a file that is not in the images folder - not used",
     MISSING_LABEL: "CSV row without a label - not used",
     UNLABELLED_IMAGE: "image without a label (no CSV row, or outside a class subfolder) - not used",
@@ -58,6 +63,7 @@ PROBLEM_KINDS = {
     DUPLICATE_IMAGE: "identical image twice under the same label - both kept",
     FEW_IMAGES: "class with few images - kept, but its results will be unreliable",
     CLASS_IMBALANCE: "some classes are far more frequent than others - kept",
+    COMPANION_FILE: "file named like a labelled image with another extension (e.g. its mask) - not used",
 }
 # Most/least frequent class ratio above which the imbalance is reported.
 IMBALANCE_RATIO = 10.0
@@ -98,7 +104,7 @@ class ClassificationDataset:
     """
 
     def __init__(self, images_dir: pathlib.Path, labels_csv: pathlib.Path | None, items: list[ClassificationItem],
-                 problems: list[doctor.Problem], has_groups: bool = False):
+                 problems: list[problems_module.Problem], has_groups: bool = False):
         self.images_dir = pathlib.Path(images_dir)
         self.labels_csv = labels_csv
         self.items = sorted(items, key=lambda item: item.key)
@@ -150,8 +156,8 @@ class ClassificationDataset:
         if not self.problems:
             lines.append("No problems found.")
             return "\n".join(lines)
-        lines.extend(doctor.problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS,
-                                          "dataset_problems.json"))
+        lines.extend(problems_module.problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS,
+                                                   "dataset_problems.json"))
         return "\n".join(lines)
 
     def plot_class_counts(self, output_path: str | pathlib.Path) -> pathlib.Path:
@@ -175,7 +181,7 @@ class ClassificationDataset:
         paths = [self.plot_class_counts(folder / "class_counts.png")]
         if self.items:
             paths.append(self.plot_examples(folder / "class_examples.png"))
-        doctor._display_images(paths)
+        display.show_images(paths)
         return paths
 
 
@@ -186,14 +192,14 @@ def _key(path: pathlib.Path, images_dir: pathlib.Path) -> str:
     return path.relative_to(images_dir).as_posix()
 
 
-def _read_class_folders(images_dir: pathlib.Path, problems: list[doctor.Problem]) -> list[tuple[str, str, None]]:
+def _read_class_folders(images_dir: pathlib.Path, problems: list[problems_module.Problem]) -> list[tuple[str, str, None]]:
     """(key, label, None) for every image in a class subfolder; loose images are listed as unlabelled."""
     subfolders = sorted(path for path in images_dir.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not subfolders:
         raise errors.DatasetError(f"{images_dir}: holds no class subfolders. Put the images of each class in a "
                                   f"subfolder named after the class, or give labels_csv (columns filename,label).")
     for loose in images.list_images(images_dir):
-        problems.append(doctor.Problem(UNLABELLED_IMAGE, loose.name, None, f"{loose.name}: lies outside every class "
+        problems.append(problems_module.Problem(UNLABELLED_IMAGE, loose.name, None, f"{loose.name}: lies outside every class "
                                        f"subfolder, so it has no label.", "Move it into the subfolder of its class."))
     return [(_key(path, images_dir), folder.name, None) for folder in subfolders for path in images.list_images(folder)]
 
@@ -216,7 +222,7 @@ def _csv_rows(labels_csv: pathlib.Path) -> tuple[list[dict[str, str]], bool]:
 
 
 def _read_csv_layout(images_dir: pathlib.Path, labels_csv: pathlib.Path,
-                     problems: list[doctor.Problem]) -> tuple[list[tuple[str, str, str | None]], bool]:
+                     problems: list[problems_module.Problem]) -> tuple[list[tuple[str, str, str | None]], bool]:
     """(key, label, group) for every usable CSV row, and whether the CSV has groups."""
     rows, has_groups = _csv_rows(labels_csv)
     entries, seen = [], set()
@@ -224,24 +230,43 @@ def _read_csv_layout(images_dir: pathlib.Path, labels_csv: pathlib.Path,
         key = pathlib.PurePosixPath(row["filename"].replace("\\", "/")).as_posix()
         where = f"{labels_csv.name} row {number}"
         if key in seen:
-            problems.append(doctor.Problem(DUPLICATE_ROW, key, None, f"{where}: {key} was already listed; this row "
+            problems.append(problems_module.Problem(DUPLICATE_ROW, key, None, f"{where}: {key} was already listed; this row "
                                            f"is ignored.", "Keep one row per image in the CSV."))
             continue
         seen.add(key)
         if not row["label"]:
-            problems.append(doctor.Problem(MISSING_LABEL, key, None, f"{where}: {key} has no label.",
+            problems.append(problems_module.Problem(MISSING_LABEL, key, None, f"{where}: {key} has no label.",
                                            "Fill in its label, or delete the row."))
         elif not (images_dir / key).is_file():
-            problems.append(doctor.Problem(MISSING_FILE, key, None, f"{where}: {images_dir / key} does not exist.",
+            problems.append(problems_module.Problem(MISSING_FILE, key, None, f"{where}: {images_dir / key} does not exist.",
                                            "Fix the file name in the CSV or add the image to the images folder."))
         else:
             entries.append((key, row["label"], row.get("group") or None if has_groups else None))
-    listed = {key for key, _, _ in entries} | seen
-    for path in images.list_images(images_dir):
-        if _key(path, images_dir) not in listed:
-            problems.append(doctor.Problem(UNLABELLED_IMAGE, path.name, None, f"{path.name}: has no row in "
-                                           f"{labels_csv.name}.", "Add a row filename,label for it to the CSV."))
+    problems.extend(_unlisted_images(images_dir, {key for key, _, _ in entries}, seen, labels_csv.name))
     return entries, has_groups
+
+
+def _unlisted_images(images_dir: pathlib.Path, labelled: set[str], listed: set[str],
+                     csv_name: str) -> list[problems_module.Problem]:
+    """A problem for every image in ``images_dir`` without a CSV row: a companion file when a
+    labelled image has its name with another extension (``001.png`` beside ``001.bmp``), else unlabelled."""
+    labelled_by_stem = {pathlib.PurePosixPath(key).with_suffix("").as_posix(): key for key in labelled}
+    problems = []
+    for path in images.list_images(images_dir):
+        key = _key(path, images_dir)
+        if key in listed:
+            continue
+        partner = labelled_by_stem.get(pathlib.PurePosixPath(key).with_suffix("").as_posix())
+        if partner is not None:
+            problems.append(problems_module.Problem(
+                COMPANION_FILE, key, None, f"{key}: has no row, and shares its name with the labelled {partner} "
+                f"(a mask?); not used.", "Nothing to do for masks; an image of its own needs another name and a "
+                "row in the CSV."))
+        else:
+            problems.append(problems_module.Problem(
+                UNLABELLED_IMAGE, path.name, None, f"{path.name}: has no row in {csv_name}.",
+                "Add a row filename,label for it to the CSV."))
+    return problems
 
 
 # ---------------------------------------------------------------- checks
@@ -255,22 +280,20 @@ def _sha256(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def read_items(images_dir: pathlib.Path, entries, problems: list[doctor.Problem],
+def read_items(images_dir: pathlib.Path, entries, problems: list[problems_module.Problem],
                 progress: bool) -> list[ClassificationItem]:
     """Decode every image once, as training will (so unreadable ones are found now, not mid-training), and hash it."""
-    from tqdm.auto import tqdm
-
     items = []
-    for key, label, group in tqdm(entries, desc="Checking images", unit="image", disable=not progress):
+    for key, label, group in progress_module.bar(entries, "Checking images", enabled=progress):
         path = images_dir / key
-        check, image_problems = doctor.check_image_file(path, key)
+        check, image_problems = problems_module.check_image_file(path, key)
         problems.extend(image_problems)
         if check is not None:
             items.append(ClassificationItem(key, path, label, group, _sha256(path), check.width, check.height))
     return items
 
 
-def drop_duplicates(items: list[ClassificationItem], problems: list[doctor.Problem]) -> list[ClassificationItem]:
+def drop_duplicates(items: list[ClassificationItem], problems: list[problems_module.Problem]) -> list[ClassificationItem]:
     """List identical files; drop every copy of a file that carries two different labels."""
     by_hash: dict[str, list[ClassificationItem]] = collections.defaultdict(list)
     for item in items:
@@ -282,26 +305,26 @@ def drop_duplicates(items: list[ClassificationItem], problems: list[doctor.Probl
         names = " and ".join(f"{item.key} ({item.label})" for item in copies)
         if len({item.label for item in copies}) > 1:
             dropped.update(item.key for item in copies)
-            problems.append(doctor.Problem(CONFLICTING_DUPLICATE, copies[0].key, None, f"identical images with "
+            problems.append(problems_module.Problem(CONFLICTING_DUPLICATE, copies[0].key, None, f"identical images with "
                                            f"different labels: {names}; all left out.",
                                            "Decide which label is right and delete the other copy."))
         else:
-            problems.append(doctor.Problem(DUPLICATE_IMAGE, copies[0].key, None, f"identical images: {names}.",
+            problems.append(problems_module.Problem(DUPLICATE_IMAGE, copies[0].key, None, f"identical images: {names}.",
                                            "Delete the extra copies so that no image is both trained and validated on."))
     return [item for item in items if item.key not in dropped]
 
 
-def class_problems(items: list[ClassificationItem], minimum: int) -> list[doctor.Problem]:
+def class_problems(items: list[ClassificationItem], minimum: int) -> list[problems_module.Problem]:
     """Classes with fewer than ``minimum`` images, and extreme imbalance."""
     counts = collections.Counter(item.label for item in items)
-    problems = [doctor.Problem(FEW_IMAGES, name, None, f"class {name!r} has {count} images (fewer than {minimum}).",
+    problems = [problems_module.Problem(FEW_IMAGES, name, None, f"class {name!r} has {count} images (fewer than {minimum}).",
                                "Add images of this class, or merge it with a related class.")
                 for name, count in sorted(counts.items()) if count < minimum]
     if len(counts) > 1:
         (most, most_count), (least, least_count) = max(counts.items(), key=lambda pair: pair[1]), \
             min(counts.items(), key=lambda pair: pair[1])
         if most_count / least_count > IMBALANCE_RATIO:
-            problems.append(doctor.Problem(CLASS_IMBALANCE, least, None, f"{most!r} has {most_count} images, "
+            problems.append(problems_module.Problem(CLASS_IMBALANCE, least, None, f"{most!r} has {most_count} images, "
                                            f"{least!r} only {least_count} ({most_count / least_count:.0f}× fewer).",
                                            "Keep class_balance = class_weights (or balanced_sampling) and judge the "
                                            "model by balanced accuracy; add images of the rare classes if you can."))
@@ -327,7 +350,7 @@ def load_classification_dataset(images_dir: str | pathlib.Path, labels_csv: str 
     images_dir = pathlib.Path(images_dir).expanduser()
     if not images_dir.is_dir():
         raise errors.DatasetError(f"{images_dir}: folder not found. Fix the Training_images path in form 1.1.")
-    problems: list[doctor.Problem] = []
+    problems: list[problems_module.Problem] = []
     csv_path = pathlib.Path(labels_csv).expanduser() if labels_csv and str(labels_csv).strip() else None
     if csv_path is not None and not csv_path.is_file():
         raise errors.DatasetError(f"{csv_path}: labels CSV not found. Fix the Labels_csv path, or leave it empty "

@@ -11,9 +11,8 @@ import pathlib
 
 import numpy as np
 
-from helpers import demo_data, errors, images
+from helpers import images, synthetic
 
-NOTICE_NAME = "README_SYNTHETIC_DATA.txt"  # the name helpers.run_report.is_synthetic looks for
 # class name -> (body RGB, nucleus shape: number of lobes, elongation of the body)
 CLASSIFICATION_CLASSES = {
     "synthetic_round": ((200, 120, 200), 1, 1.0),
@@ -27,7 +26,7 @@ def _draw(rng: np.random.Generator, size: int, class_name: str) -> np.ndarray:
     import cv2
 
     colour, lobes, elongation = CLASSIFICATION_CLASSES[class_name]
-    canvas = demo_data._background(rng, size, size)
+    canvas = synthetic.background(rng, size, size)
     centre = (size // 2 + int(rng.integers(-size // 10, size // 10 + 1)),
               size // 2 + int(rng.integers(-size // 10, size // 10 + 1)))
     radius = size * float(rng.uniform(0.22, 0.3))
@@ -57,11 +56,7 @@ def make_classification_demo(folder: str | pathlib.Path, images_per_class: int =
         ``folder`` (use it as the images folder; one subfolder per class).
     """
     folder = pathlib.Path(folder)
-    notice = folder / NOTICE_NAME
-    if folder.exists() and any(folder.iterdir()) and not notice.is_file():
-        raise errors.DatasetError(f"{folder}: exists and is not a demo dataset folder. Choose an empty or new folder.")
-    folder.mkdir(parents=True, exist_ok=True)
-    notice.write_text(demo_data.SYNTHETIC_NOTICE, encoding="utf-8")
+    synthetic.claim_demo_folder(folder)
     for class_index, class_name in enumerate(CLASSIFICATION_CLASSES):
         for index in range(images_per_class):
             rng = np.random.default_rng([seed, class_index, index])

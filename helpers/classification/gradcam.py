@@ -8,7 +8,7 @@ into a coarse heat map, which is resized to the image and laid over it.
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -18,8 +18,31 @@ from helpers.classification import model as model_module
 from helpers.classification import pipeline, plots
 
 
+def gradcam_map(model: keras.Model, image: np.ndarray, target: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """The Grad-CAM heat map of any score computed from the model's output (a class, or a grade: ``helpers.grading``).
+
+    Args:
+        model: a model with a ``head_pooling`` layer (``model.build_classifier``, ``grading.model``).
+        image: uint8 or float [S, S, 3] RGB 0..255 at the model's input size.
+        target: ``outputs [1, ...] -> score [1]`` on tensors: the score to explain (red = raised it).
+
+    Returns:
+        (heat map float32 [h, w] in 0..1 at feature-map resolution, the model's outputs float32 [...] for the image).
+    """
+    explainer = keras.Model(model.inputs, [model_module.feature_map_tensor(model), model.output])
+    batch = tf.convert_to_tensor(np.asarray(image, dtype=np.float32)[None])
+    with tf.GradientTape() as tape:
+        features, outputs = explainer(batch, training=False)
+        score = target(outputs)
+    gradients = tape.gradient(score, features)
+    channel_weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(0, 1, 2))
+    heatmap = tf.nn.relu(tf.reduce_sum(tf.cast(features[0], tf.float32) * channel_weights, axis=-1)).numpy()
+    peak = heatmap.max()
+    return (heatmap / peak if peak > 0 else heatmap).astype(np.float32), np.asarray(outputs[0], dtype=np.float32)
+
+
 def gradcam_heatmap(model: keras.Model, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int, float]:
-    """The Grad-CAM heat map of one image.
+    """The Grad-CAM heat map of one image for a class's probability.
 
     Args:
         model: a classifier from ``model.build_classifier`` (or reloaded from ``.keras``).
@@ -29,17 +52,13 @@ def gradcam_heatmap(model: keras.Model, image: np.ndarray, class_index: int | No
     Returns:
         (heat map float32 [h, w] in 0..1 at feature-map resolution, class index explained, its probability).
     """
-    explainer = keras.Model(model.inputs, [model_module.feature_map_tensor(model), model.output])
-    batch = tf.convert_to_tensor(np.asarray(image, dtype=np.float32)[None])
-    with tf.GradientTape() as tape:
-        features, probabilities = explainer(batch, training=False)
-        chosen = int(tf.argmax(probabilities[0])) if class_index is None else int(class_index)
-        score = probabilities[:, chosen]
-    gradients = tape.gradient(score, features)
-    channel_weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(0, 1, 2))
-    heatmap = tf.nn.relu(tf.reduce_sum(tf.cast(features[0], tf.float32) * channel_weights, axis=-1)).numpy()
-    peak = heatmap.max()
-    return (heatmap / peak if peak > 0 else heatmap).astype(np.float32), chosen, float(probabilities[0, chosen])
+    def class_probability(probabilities):
+        chosen = tf.argmax(probabilities, axis=-1) if class_index is None else tf.constant([int(class_index)])
+        return tf.gather(probabilities, chosen, axis=1, batch_dims=1)
+
+    heatmap, probabilities = gradcam_map(model, image, class_probability)
+    chosen = int(np.argmax(probabilities)) if class_index is None else int(class_index)
+    return heatmap, chosen, float(probabilities[chosen])
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:

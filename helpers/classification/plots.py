@@ -1,7 +1,7 @@
 """Figures of the classification task; each function saves one PNG and returns its path.
 
-Figures are made with ``matplotlib.figure.Figure`` (not pyplot): no global backend is changed,
-nothing pops up in a notebook and nothing is left open after saving.
+Figures come from ``helpers.figures`` (``matplotlib.figure.Figure``, not pyplot): no global backend is
+changed, nothing pops up in a notebook and nothing is left open after saving.
 """
 
 from __future__ import annotations
@@ -11,26 +11,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from helpers import images
-
-
-def _figure(width_inches: float, height_inches: float):
-    import matplotlib.figure
-
-    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
-
-
-def _save(figure, path: pathlib.Path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+from helpers import figures, images
 
 
 def class_counts(counts: Mapping[str, int], path: pathlib.Path) -> pathlib.Path:
     """Horizontal bars: images per class, each bar labelled with its count."""
     names = list(counts)
-    figure = _figure(7, 1.2 + 0.45 * max(1, len(names)))
+    figure = figures.new_figure(7, 1.2 + 0.45 * max(1, len(names)))
     axes = figure.add_subplot()
     axes.barh(range(len(names)), [counts[name] for name in names], color="tab:blue")
     for position, name in enumerate(names):
@@ -39,7 +26,7 @@ def class_counts(counts: Mapping[str, int], path: pathlib.Path) -> pathlib.Path:
     axes.invert_yaxis()
     axes.set_xlabel("images")
     axes.set_title("Images per class")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def _thumbnail(path: pathlib.Path, size: int = 128) -> np.ndarray:
@@ -60,7 +47,7 @@ def image_grid(rows: Mapping[str, Sequence[pathlib.Path]], path: pathlib.Path, t
         captions: optional {file: text under the thumbnail}.
     """
     columns = max([len(files) for files in rows.values()] + [1])
-    figure = _figure(1.6 * columns + 1.2, 1.7 * max(1, len(rows)) + 0.4)
+    figure = figures.new_figure(1.6 * columns + 1.2, 1.7 * max(1, len(rows)) + 0.4)
     grid = figure.subplots(max(1, len(rows)), columns, squeeze=False)
     for row_index, (name, files) in enumerate(rows.items()):
         for column_index in range(columns):
@@ -76,7 +63,7 @@ def image_grid(rows: Mapping[str, Sequence[pathlib.Path]], path: pathlib.Path, t
         grid[row_index][0].set_ylabel(name, fontsize=9)
     if title:
         figure.suptitle(title)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def augmentation_preview(originals: Sequence[np.ndarray], augmented: Sequence[Sequence[np.ndarray]],
@@ -90,7 +77,7 @@ def augmentation_preview(originals: Sequence[np.ndarray], augmented: Sequence[Se
         labels: per original, the class label (row label).
     """
     columns = 1 + max(len(versions) for versions in augmented)
-    figure = _figure(1.5 * columns + 1.0, 1.6 * len(originals) + 0.4)
+    figure = figures.new_figure(1.5 * columns + 1.0, 1.6 * len(originals) + 0.4)
     grid = figure.subplots(len(originals), columns, squeeze=False)
     for row, (original, versions) in enumerate(zip(originals, augmented)):
         for column, picture in enumerate([original, *versions]):
@@ -102,7 +89,7 @@ def augmentation_preview(originals: Sequence[np.ndarray], augmented: Sequence[Se
                 axes.set_title("original" if column == 0 else f"augmented {column}", fontsize=8)
         if labels:
             grid[row][0].set_ylabel(labels[row], fontsize=8)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def mistakes_gallery(mistakes: Sequence[dict], path: pathlib.Path, columns: int = 4) -> pathlib.Path:
@@ -114,7 +101,7 @@ def mistakes_gallery(mistakes: Sequence[dict], path: pathlib.Path, columns: int 
     """
     count = max(1, len(mistakes))
     rows = (count + columns - 1) // columns
-    figure = _figure(2.2 * columns, 2.4 * rows + 0.4)
+    figure = figures.new_figure(2.2 * columns, 2.4 * rows + 0.4)
     grid = figure.subplots(rows, columns, squeeze=False)
     for index in range(rows * columns):
         axes = grid[index // columns][index % columns]
@@ -124,15 +111,15 @@ def mistakes_gallery(mistakes: Sequence[dict], path: pathlib.Path, columns: int 
             axes.imshow(_thumbnail(pathlib.Path(mistake["path"])))
             axes.set_title(f"{mistake['label']} → {mistake['predicted']}\n({mistake['score']:.2f})", fontsize=8)
     figure.suptitle("Most confident mistakes: true → predicted (score)" if mistakes else "No mistakes")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def side_by_side(pictures: Sequence[np.ndarray], titles: Sequence[str], path: pathlib.Path) -> pathlib.Path:
     """Several uint8 [H, W, 3] pictures in one row, each with a title (e.g. image | Grad-CAM)."""
-    figure = _figure(3.0 * len(pictures), 3.3)
+    figure = figures.new_figure(3.0 * len(pictures), 3.3)
     grid = figure.subplots(1, len(pictures), squeeze=False)
     for axes, picture, title in zip(grid[0], pictures, titles):
         axes.imshow(picture)
         axes.set_title(title, fontsize=9)
         axes.set_axis_off()
-    return _save(figure, path)
+    return figures.save_figure(figure, path)

@@ -142,7 +142,7 @@ class PredictionResult:
         """Print the number of images per predicted value and show the first ``count`` images with it."""
         from collections import Counter
 
-        from helpers import doctor
+        from helpers import display
         from helpers.classification import plots
 
         counts = Counter(row[self.LABEL_KEY] for row in self.rows)
@@ -156,7 +156,7 @@ class PredictionResult:
         captions = {row["path"]: f"{self.label_text(row[self.LABEL_KEY])} ({row['score']:.2f})" for row in shown}
         path = plots.image_grid({"predicted": [row["path"] for row in shown]}, self.output_dir / "examples.png",
                                 captions=captions)
-        doctor._display_images([path])
+        display.show_images([path])
         return path
 
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from helpers import config as config_module
-from helpers import doctor, errors, runs
+from helpers import display, errors, runs
 from helpers import split as split_module
 from helpers.classification import dataset as dataset_module
 from helpers.classification import gradcam, plots, predict
@@ -72,7 +72,7 @@ class QualityResult:
         """Print the metrics table and show the plots."""
         print(self.summary_text())
         print(f"QC report: {self.report_path}")
-        doctor._display_images(list(self.plots.values()) + list(self.gradcam_figures))
+        display.show_images(list(self.plots.values()) + list(self.gradcam_figures))
 
     def browse(self):
         """An ipywidgets browser over the test images: image and Grad-CAM, true and predicted class, scores."""
@@ -124,7 +124,7 @@ def _mistakes(result: QualityResult) -> list[dict]:
     return sorted(wrong, key=lambda mistake: -mistake["score"])
 
 
-def _gradcam_keys(result: QualityResult, chosen: Sequence[str]) -> list[str]:
+def gradcam_keys(result: Any, chosen: Sequence[str]) -> list[str]:
     """The images to explain: those named, else the most confident mistakes then the most confident hits."""
     if chosen:
         unknown = [key for key in chosen if key not in result.items]
@@ -171,6 +171,6 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_labels_csv: st
     result.gradcam_figures = [
         gradcam.gradcam_figure(model, result.items[key].path, classes, run.qc / f"gradcam_{index:02d}.png",
                                true_label=result.items[key].label)
-        for index, key in enumerate(_gradcam_keys(result, gradcam_images))]
+        for index, key in enumerate(gradcam_keys(result, gradcam_images))]
     result.report_path = reports.qc_report(result)
     return result

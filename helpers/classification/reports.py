@@ -11,7 +11,7 @@ import pathlib
 import time
 from typing import Any, Sequence
 
-from helpers import history, run_report
+from helpers import history, qc, run_report
 from helpers.classification import augmentation, backbones, train
 
 REFERENCES = (
@@ -191,10 +191,6 @@ def training_report(session: Any) -> pathlib.Path:
     return document.save(run.root / "training_report.pdf")
 
 
-def _value(number: Any) -> str:
-    return "n/a" if number is None or (isinstance(number, float) and math.isnan(number)) else f"{number:.3f}"
-
-
 def qc_report(result: Any) -> pathlib.Path:
     """Write ``qc_report.pdf`` (metrics with their meaning, per-class table, plots, Grad-CAM) into the run folder."""
     run, config, evaluation = result.run, result.config, result.evaluation
@@ -203,17 +199,17 @@ def qc_report(result: Any) -> pathlib.Path:
     document.heading("What was measured")
     document.paragraph(f"The exported model classified {evaluation.number_of_images} images: {result.source}. "
                        f"The predicted class is the one with the highest score; figures come from scikit-learn [6].")
-    document.key_value_table([("Accuracy", _value(evaluation.accuracy)),
-                              ("Balanced accuracy", _value(evaluation.balanced_accuracy)),
-                              ("Macro F1", _value(evaluation.macro_f1)), ("Weighted F1", _value(evaluation.weighted_f1)),
-                              ("Macro precision / recall", f"{_value(evaluation.macro_precision)} / "
-                                                           f"{_value(evaluation.macro_recall)}"),
-                              ("ROC AUC (one-vs-rest, macro)", _value(evaluation.roc_auc_ovr))])
+    document.key_value_table([("Accuracy", qc.format_value(evaluation.accuracy)),
+                              ("Balanced accuracy", qc.format_value(evaluation.balanced_accuracy)),
+                              ("Macro F1", qc.format_value(evaluation.macro_f1)), ("Weighted F1", qc.format_value(evaluation.weighted_f1)),
+                              ("Macro precision / recall", f"{qc.format_value(evaluation.macro_precision)} / "
+                                                           f"{qc.format_value(evaluation.macro_recall)}"),
+                              ("ROC AUC (one-vs-rest, macro)", qc.format_value(evaluation.roc_auc_ovr))])
     document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS])
     document.heading("Per class")
     document.table(["class", "precision", "recall", "F1", "support", "ROC AUC"],
-                   [[name, _value(values["precision"]), _value(values["recall"]), _value(values["f1"]),
-                     str(values["support"]), _value(values["roc_auc"])] for name, values in evaluation.per_class.items()])
+                   [[name, qc.format_value(values["precision"]), qc.format_value(values["recall"]), qc.format_value(values["f1"]),
+                     str(values["support"]), qc.format_value(values["roc_auc"])] for name, values in evaluation.per_class.items()])
     for name in ("confusion_matrix", "roc_curves", "mistakes"):
         document.figure(result.plots[name], width_mm=160)
     document.heading("Grad-CAM: where the model looked")

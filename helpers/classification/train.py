@@ -21,7 +21,7 @@ between the two writes), the optimizer's moments and learning rate.
 
 What is trained and how an epoch is judged comes from a ``TrainingTask`` (model builder and
 compiler, validation figures, the monitored figure, history columns, curve panels, image loader
-and per-class sampling weights); its defaults train a classifier. ``helpers.grading.engine``
+and per-class sampling weights); its defaults train a classifier. ``helpers.grading.train``
 passes an ordinal grading task to the same loop.
 
 ``history.csv`` columns (classification task): the training figures are Keras's running means
@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from helpers import errors, history, runs
+from helpers import errors, history, live_plot, runs
 from helpers import precision as precision_module
 from helpers.classification import augmentation, pipeline
 from helpers.classification import model as model_module
@@ -181,6 +181,13 @@ def validation_metrics(model, dataset, label_indices: np.ndarray, number_of_clas
                                                           labels=list(range(number_of_classes)), zero_division=0))}
 
 
+def check_continued_model(model, classes: Sequence[str]) -> None:
+    """ModelError unless the model to continue from has one output per class (a ``TrainingTask.check_initial_model``)."""
+    if model.output.shape[-1] != len(classes):
+        raise errors.ModelError(f"continue_from: that model has {model.output.shape[-1]} classes, this data "
+                                f"{len(classes)}. Continue only with the same classes, or start a new model.")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingTask:
     """What ``train_classifier`` trains and how it judges an epoch; the defaults train a classifier.
@@ -198,6 +205,8 @@ class TrainingTask:
         loader: ``(path, image_size) -> uint8 [S, S, 3]``, how every image is read.
         sampling_weights: per class, the relative chance of being drawn by the balanced sampler
             (``class_balance = balanced_sampling``); None = every class equally.
+        check_initial_model: ``(model, classes) -> None``, raises when a model to continue from
+            (``continue_from``) does not fit this task.
     """
 
     build_model: Callable = model_module.build_classifier
@@ -208,6 +217,7 @@ class TrainingTask:
     curve_panels: tuple = CURVE_PANELS
     loader: Callable = pipeline.load_resized
     sampling_weights: tuple | None = None
+    check_initial_model: Callable = check_continued_model
 
 
 CLASSIFICATION = TrainingTask()
@@ -334,9 +344,7 @@ def _initial_model(config, classes, weights_path, initial_model_path, task: Trai
     """A new classifier: random, ImageNet backbone, or an earlier run's exported model."""
     if initial_model_path:
         model = model_module.load_classifier(initial_model_path)
-        if model.output.shape[-1] != len(classes):
-            raise errors.ModelError(f"continue_from: that model has {model.output.shape[-1]} classes, this data "
-                                    f"{len(classes)}. Continue only with the same classes, or start a new model.")
+        task.check_initial_model(model, classes)
         return model
     return task.build_model(config.backbone, len(classes), config.image_size,
                             weights_path=str(weights_path) if weights_path else None, dropout=config.dropout,
@@ -363,7 +371,7 @@ def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_it
     Returns:
         The ``TrainingResult`` with the best epoch's weights loaded.
     """
-    from helpers.detection import strategy as strategy_module  # the same automatic choice as detection
+    from helpers import strategy as strategy_module  # the same automatic choice as detection
 
     if not train_items:
         raise errors.DatasetError("train: no training images. Check Training_images and validation_fraction.")
@@ -467,7 +475,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
 
 class LivePlotCallback(keras.callbacks.Callback):
-    """Redraw ``plots/training_curves.png`` from history.csv after every epoch; updated in place in Jupyter.
+    """``helpers.live_plot.LivePlotCallback`` as a Keras callback: the curves redrawn after every epoch.
 
     Args:
         panels: ``(title, (column, ...))`` per panel (a ``TrainingTask.curve_panels``).
@@ -475,19 +483,7 @@ class LivePlotCallback(keras.callbacks.Callback):
 
     def __init__(self, run: runs.RunFolder, panels: Sequence = CURVE_PANELS):
         super().__init__()
-        self.run, self.panels, self.handle = run, tuple(panels), None
+        self.plot = live_plot.LivePlotCallback(run, panels)
 
     def on_epoch_end(self, epoch, logs=None):
-        path = history.plot_history(self.run.history_path, self.run.plots / "training_curves.png", self.panels)
-        try:
-            from IPython import display as ipython_display
-            from IPython import get_ipython
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        image = ipython_display.Image(filename=str(path))
-        if self.handle is None:
-            self.handle = ipython_display.display(image, display_id=True)
-        else:
-            self.handle.update(image)
+        self.plot.on_epoch_end(epoch + 1, logs)

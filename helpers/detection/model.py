@@ -31,8 +31,8 @@ import tensorflow as tf
 import tf_keras
 
 from helpers import errors, precision
+from helpers import strategy as strategy_module
 from helpers.detection import backbones
-from helpers.detection import strategy as strategy_module
 from helpers.detection.config import DetectionConfig
 
 # Scale jitter used with random_flip: the range Model Garden's ResNet-FPN COCO recipe uses.

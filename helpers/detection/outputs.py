@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, images, qc, voc
+from helpers import errors, figures, images, qc, voc
 
 PREDICTION_COLUMNS = ("filename", "class", "score", "xmin", "ymin", "xmax", "ymax")
 SCORE_DECIMALS = 4
@@ -204,7 +204,7 @@ def write_counts_csv(counts: Mapping[str, Mapping[str, int]], path: str | pathli
 
 
 def write_voc_predictions(detections: Iterable[Detection], image_filename: str, width: int, height: int,
-                          path: str | pathlib.Path) -> pathlib.Path:
+                          path: str | pathlib.Path, with_scores: bool = True) -> pathlib.Path:
     """Write the detections of one image as PASCAL VOC XML with a ``<score>`` per object.
 
     Args:
@@ -212,6 +212,8 @@ def write_voc_predictions(detections: Iterable[Detection], image_filename: str, 
         image_filename: written as ``<filename>``.
         width, height: the image size in pixels, written as ``<size>``.
         path: the XML file to write.
+        with_scores: write ``<score>``; False gives a plain annotation file (pre-annotations to
+            correct and train on, read back with ``score`` None like any ground truth).
 
     Returns:
         ``path`` as a Path; ``helpers.voc.read_voc`` reads the same boxes back (coordinates
@@ -220,7 +222,7 @@ def write_voc_predictions(detections: Iterable[Detection], image_filename: str, 
     objects = [voc.VocObject(name=detection.class_name,
                              **{name: round(float(getattr(detection, name)), COORDINATE_DECIMALS)
                                 for name in voc.COORDINATE_TAGS},
-                             score=round(float(detection.score), SCORE_DECIMALS))
+                             score=round(float(detection.score), SCORE_DECIMALS) if with_scores else None)
                for detection in detections]
     annotation = voc.VocAnnotation(filename=image_filename, width=int(width), height=int(height),
                                    depth=voc.DEFAULT_DEPTH, objects=objects)
@@ -378,14 +380,10 @@ def side_by_side(image_rgb_uint8: np.ndarray, detections: Sequence[Any], ground_
     Returns:
         ``path`` as a Path. One colour per class in both panels.
     """
-    import matplotlib.figure
-
-    path = pathlib.Path(path)
     colours = class_colours(sorted({_box_fields(box)[0] for box in list(detections) + list(ground_truth_objects)}))
     height, width = np.asarray(image_rgb_uint8).shape[:2]
     panel_width = 5.0
-    figure = matplotlib.figure.Figure(figsize=(3 * panel_width, panel_width * height / max(width, 1) + 0.6), dpi=100,
-                                      layout="constrained")
+    figure = figures.new_figure(3 * panel_width, panel_width * height / max(width, 1) + 0.6)
     panels = [(_as_rgb(image_rgb_uint8), f"image ({width} x {height} px)"),
               (draw_boxes(image_rgb_uint8, detections, colours), f"prediction: {len(detections)} boxes"),
               (draw_boxes(image_rgb_uint8, ground_truth_objects, colours),
@@ -395,6 +393,4 @@ def side_by_side(image_rgb_uint8: np.ndarray, detections: Sequence[Any], ground_
         axes.imshow(pixels)
         axes.set_title(title)
         axes.set_axis_off()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return figures.save_figure(figure, path)

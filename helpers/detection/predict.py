@@ -12,6 +12,12 @@ through the exported model of a run. Written into a results folder (never the im
 * ``coco_results.json`` (+ ``coco_images.json`` mapping image ids to file names, and
   ``coco_categories.json``) — the COCO results format;
 * ``overlays/<stem>.png`` — each image with its boxes drawn.
+
+The model is run once per image and keeps every candidate it reports (score >=
+``CANDIDATE_SCORE_FLOOR``, the lowest its detection generator returns) in
+``PredictionResult.candidates``; the files above hold those at the score threshold. The
+annotation loop (``helpers.detection.annotation_loop``) ranks the images from the candidates
+without running the model again.
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ import json
 import pathlib
 from typing import Any
 
-from helpers import errors, images
+from helpers import display, errors, images
+from helpers import progress as progress_module
+
+# The lowest score the model's detection generator reports (``helpers.detection.model``'s
+# CANDIDATE_SCORE_THRESHOLD, not imported here so that this module loads without building a model).
+CANDIDATE_SCORE_FLOOR = 0.05
 
 
 @dataclasses.dataclass
@@ -38,6 +49,9 @@ class PredictionResult:
         score_threshold: the threshold applied.
         counts_path: ``counts.csv``.
         counts: image file name -> {class: detections with score >= score_threshold}, as in counts.csv.
+        candidates: image file name -> every detection the model reported for it (score >=
+            ``min(score_threshold, CANDIDATE_SCORE_FLOOR)``), best first; [] for images without any.
+        image_sizes: image file name -> (width, height) in pixels.
     """
 
     output_dir: pathlib.Path
@@ -50,6 +64,8 @@ class PredictionResult:
     score_threshold: float
     counts_path: pathlib.Path | None = None
     counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    candidates: dict[str, list] = dataclasses.field(default_factory=dict)
+    image_sizes: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
     def counts_per_class(self) -> dict[str, int]:
         """Number of detections per class name."""
@@ -60,15 +76,13 @@ class PredictionResult:
 
     def show(self, count: int = 4) -> None:
         """Print a summary and display the first ``count`` overlays."""
-        from helpers.detection.workflow import _display
-
         print(f"{self.images} images, {len(self.detections)} detections with score ≥ {self.score_threshold} "
               f"({', '.join(f'{name}: {number}' for name, number in self.counts_per_class().items()) or 'none'}).")
         for name, reason in self.unreadable:
             print(f"  skipped {name}: {reason}")
         print(f"Results: {self.output_dir} (predictions.csv, counts.csv, voc/, coco_results.json, overlays/)")
         for path in list(self.overlays.values())[:count]:
-            _display(path)
+            display.show_image(path)
 
     def count_rows(self) -> list[list]:
         """counts.csv as table rows, the header first: filename, one column per class, total."""
@@ -124,17 +138,20 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     for subfolder in ("voc", "overlays"):
         (output_dir / subfolder).mkdir(parents=True, exist_ok=True)
     colours = outputs.class_colours(detector.class_names)
-    detections, unreadable, overlays, image_ids = [], [], {}, {}
-    for path in _progress(paths, progress):
+    detections, unreadable, overlays, image_ids, candidates, sizes = [], [], {}, {}, {}, {}
+    for path in progress_module.bar(paths, "Predicting", enabled=progress):
         try:
             pixels = images.read_image(path)
         except errors.DatasetError as error:
             unreadable.append((path.name, str(error)))
             continue
-        found = detector.detect(pixels, score_threshold=threshold, filename=path.name)
+        candidates[path.name] = detector.detect(pixels, score_threshold=min(threshold, CANDIDATE_SCORE_FLOOR),
+                                                filename=path.name)
+        found = [detection for detection in candidates[path.name] if detection.score >= threshold]
         detections.extend(found)
         image_ids[path.name] = len(image_ids) + 1
         height, width = pixels.shape[:2]
+        sizes[path.name] = (int(width), int(height))
         outputs.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
         overlay = outputs.draw_boxes(pixels, found, colours)
         overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png", overlay)
@@ -147,17 +164,9 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
     return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
                             csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold,
-                            counts_path=counts_path, counts=counts)
+                            counts_path=counts_path, counts=counts, candidates=candidates, image_sizes=sizes)
 
 
 def _write_json(path: pathlib.Path, value: Any) -> pathlib.Path:
     path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
-
-
-def _progress(paths: list, enabled: bool):
-    if not enabled:
-        return paths
-    from tqdm.auto import tqdm
-
-    return tqdm(paths, desc="Predicting", unit="image")

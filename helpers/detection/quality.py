@@ -14,8 +14,10 @@ import time
 from typing import Any
 
 from helpers import config as config_module
-from helpers import doctor, errors, images, runs, voc
+from helpers import display, errors, images, qc, runs, voc, workflow
+from helpers import progress as progress_module
 from helpers import split as split_module
+from helpers.detection import dataset as dataset_module
 from helpers.detection.config import DetectionConfig
 
 # mAP needs the whole ranking of detections, so QC keeps everything above this score;
@@ -24,7 +26,7 @@ RANKING_SCORE_THRESHOLD = 0.05
 
 
 @dataclasses.dataclass
-class QualityControlResult:
+class QualityResult:
     """What section 5 shows and writes.
 
     Attributes:
@@ -55,7 +57,8 @@ class QualityControlResult:
         """Per-class table rows: class, AP50, AP50-95, precision, recall, F1, TP, FP, FN."""
         rows = []
         for name, values in self.evaluation.per_class.items():
-            rows.append([name] + [_format(values.get(key)) for key in ("ap50", "ap50_95", "precision", "recall", "f1")]
+            rows.append([name] + [qc.format_value(values.get(key))
+                                  for key in ("ap50", "ap50_95", "precision", "recall", "f1")]
                         + [str(values.get(key, "")) for key in ("tp", "fp", "fn")])
         return rows
 
@@ -63,16 +66,14 @@ class QualityControlResult:
         """Plain-language headline numbers, each with its thresholds."""
         evaluation = self.evaluation
         return (f"Images: {self.source}.\n"
-                f"COCO mAP50-95 = {_format(evaluation.map50_95)} (IoU 0.50:0.05:0.95), "
-                f"mAP50 = {_format(evaluation.map50)} (IoU ≥ 0.5), mAP75 = {_format(evaluation.map75)} (IoU ≥ 0.75); "
+                f"COCO mAP50-95 = {qc.format_value(evaluation.map50_95)} (IoU 0.50:0.05:0.95), "
+                f"mAP50 = {qc.format_value(evaluation.map50)} (IoU ≥ 0.5), mAP75 = {qc.format_value(evaluation.map75)} (IoU ≥ 0.75); "
                 f"up to 100 detections per image, all scores ≥ {RANKING_SCORE_THRESHOLD} ranked.\n"
                 f"Precision, recall, F1, TP/FP/FN below: IoU ≥ {evaluation.thresholds.get('iou_threshold', 0.5)} "
                 f"and score ≥ {evaluation.thresholds.get('score_threshold', self.config.score_threshold)}.")
 
     def show(self) -> None:
         """Print the metrics with their thresholds and display the plots."""
-        from helpers.detection.workflow import _display
-
         print(self.summary_text())
         header = ["class", "AP50", "AP50-95", "precision", "recall", "F1", "TP", "FP", "FN"]
         widths = [max(len(str(row[index])) for row in [header] + self.metrics_rows()) for index in range(len(header))]
@@ -82,12 +83,11 @@ class QualityControlResult:
             print(f"Classes predicted but absent from the annotations (not in the mean): {self.evaluation.unknown_classes}")
         self.show_counts()
         for path in self.plots.values():
-            _display(path)
+            display.show_image(path)
         print(f"QC report: {self.report_path}\nFiles: {self.output_dir}")
 
     def show_counts(self) -> None:
         """Print the count agreement (predicted vs annotated objects per image) and the best count threshold."""
-        from helpers import qc
         from helpers.qc import detection as detection_qc
 
         agreement = self.evaluation.count_agreement
@@ -115,7 +115,6 @@ class QualityControlResult:
         names = sorted(self.image_paths)
         try:
             import ipywidgets
-            from IPython import display as ipython_display
         except ImportError:
             for name in names[:4]:
                 print(f"{name}: {self.figure_for(name)}")
@@ -129,28 +128,18 @@ class QualityControlResult:
         chooser.observe(show_image, names="value")
         show_image({"new": names[0]})
         box = ipywidgets.VBox([chooser, picture])
-        ipython_display.display(box)
-        return box
+        return display.show_widget(box)
 
 
-def _format(value: Any) -> str:
-    """Metric to text: 3 decimals, 'n/a' for missing / NaN."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def _evaluation_items(run: runs.RunFolder, config: DetectionConfig, test_images: str,
-                      test_annotations: str) -> tuple[doctor.DetectionDataset, list[doctor.DatasetItem], str]:
+def _evaluation_items(run: runs.RunFolder, config: DetectionConfig, test_images: str, test_annotations: str
+                      ) -> tuple[dataset_module.DetectionDataset, list[dataset_module.DatasetItem], str]:
     """The dataset and items to evaluate, and a plain description of where they come from."""
-    from helpers.detection.workflow import require_annotations, require_folder
-
     if str(test_images).strip():
-        require_folder("Test_images", test_images)
-        require_annotations("Test_annotations", test_annotations)
-        dataset = doctor.load_detection_dataset(test_images, test_annotations)
+        workflow.require_folder("Test_images", test_images)
+        dataset_module.require_annotations("Test_annotations", test_annotations)
+        dataset = dataset_module.load_detection_dataset(test_images, test_annotations)
         return dataset, list(dataset.items), f"held-out test folder {test_images} ({len(dataset.items)} images)"
-    dataset = doctor.load_detection_dataset(config.images_dir, config.annotations_dir)
+    dataset = dataset_module.load_detection_dataset(config.images_dir, config.annotations_dir)
     recorded = split_module.load_split(run.split_path)
     by_stem = {item.stem: item for item in dataset.items}
     items = [by_stem[stem] for stem in recorded.validation if stem in by_stem]
@@ -162,7 +151,7 @@ def _evaluation_items(run: runs.RunFolder, config: DetectionConfig, test_images:
 
 
 def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: str = "",
-                 progress: bool = True) -> QualityControlResult:
+                 progress: bool = True) -> QualityResult:
     """Run the exported model on annotated images, score it, plot, and write the QC report.
 
     Returns:
@@ -175,7 +164,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     dataset, items, source = _evaluation_items(run, config, test_images, test_annotations)
     detector = export.load_exported_model(run.exported_model)
     ground_truth, image_paths, predictions = {}, {}, []
-    for item in _progress(items, progress, "QC"):
+    for item in progress_module.bar(items, "QC", enabled=progress):
         filename = item.image_path.name
         image_paths[filename] = item.image_path
         ground_truth[filename] = dataclasses.replace(item.annotation, filename=filename,
@@ -189,9 +178,8 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     outputs.write_predictions_csv(predictions, output_dir / "predictions.csv")
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), indent=2, ensure_ascii=False),
                                              encoding="utf-8")
-    result = QualityControlResult(run=run, config=config, evaluation=evaluation, source=source,
-                                  image_paths=image_paths, ground_truth=ground_truth, predictions=predictions,
-                                  output_dir=output_dir)
+    result = QualityResult(run=run, config=config, evaluation=evaluation, source=source, image_paths=image_paths,
+                           ground_truth=ground_truth, predictions=predictions, output_dir=output_dir)
     result.plots = {
         "per_class_ap": detection_qc.plot_per_class_ap(evaluation, output_dir / "per_class_ap.png"),
         "pr_curves": detection_qc.plot_pr_curves(evaluation, output_dir / "pr_curves.png"),
@@ -201,12 +189,3 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     }
     result.report_path = reports.qc_report(result)
     return result
-
-
-def _progress(items: list, enabled: bool, label: str):
-    """tqdm over items when enabled (a progress bar in notebooks), else the items."""
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=label, unit="image")

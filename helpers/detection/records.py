@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import errors
+from helpers import progress as progress_module
 
 MANIFEST_VERSION = 1
 IMAGES_PER_SHARD = 256
@@ -144,14 +145,12 @@ def _load_pixels(item, remove_background: bool) -> np.ndarray:
 def _write_shards(items: Sequence, usable_objects: Callable, class_names: Sequence[str], paths: list[pathlib.Path],
                   remove_background: bool, image_format: str, progress: bool) -> int:
     """Stream every item into the shards (round robin); returns the number of boxes written."""
-    from tqdm.auto import tqdm
-
     class_ids = {name: index + 1 for index, name in enumerate(class_names)}
     temporary = [path.with_name(path.name + ".partial") for path in paths]
     writers = [tf.io.TFRecordWriter(str(path)) for path in temporary]
     number_of_objects = 0
     try:
-        for position, item in enumerate(tqdm(items, desc="Writing TFRecords", unit="image", disable=not progress)):
+        for position, item in enumerate(progress_module.bar(items, "Writing TFRecords", enabled=progress)):
             objects = [obj for obj in usable_objects(item)]
             unknown = sorted({obj.name for obj in objects} - set(class_ids))
             if unknown:
@@ -175,7 +174,7 @@ def write_records(items: Sequence, usable_objects: Callable, class_names: Sequen
     """Write (or reuse) the TFRecords of a list of dataset items.
 
     Args:
-        items: ``helpers.doctor.DatasetItem`` objects (``stem``, ``image_path``, ``annotation``).
+        items: ``helpers.detection.dataset.DatasetItem`` objects (``stem``, ``image_path``, ``annotation``).
         usable_objects: ``DetectionDataset.usable_objects``: item -> cleaned ``VocObject`` list.
         class_names: the model's classes; id = position + 1.
         folder: the run's ``records/`` folder.

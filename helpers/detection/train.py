@@ -18,7 +18,7 @@ learning-rate schedule come from Model Garden's ``OptimizerFactory`` through
   decoded once per session (kept in memory when small), with the loss compiled, after the epochs
   ``validation_epochs`` chooses (every epoch on a GPU; on a CPU every few epochs and every epoch of
   the last fifth); its time is the ``validation_seconds`` column;
-* callbacks for progress bars and live plots (``ProgressCallback``, ``LivePlotCallback``).
+* a progress-bar callback (``ProgressCallback``); the live plot is ``helpers.live_plot.LivePlotCallback``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import tensorflow as tf
 import tf_keras
 
 from helpers import errors, history, runs
+from helpers import strategy as strategy_module
 from helpers.detection import backbones, inference, records
 from helpers.detection import model as model_module
-from helpers.detection import strategy as strategy_module
 from helpers.detection.config import DetectionConfig
 
 HISTORY_COLUMNS = ("epoch", "train_total_loss", "train_class_loss", "train_box_loss", "validation_loss",
@@ -374,7 +374,7 @@ def train_detector(config: DetectionConfig, run: runs.RunFolder, train_items: Se
     Args:
         config: the validated detection config (``run.config_path`` holds the same).
         run: the run folder; its ``checkpoints/`` decide whether this resumes.
-        train_items: ``helpers.doctor.DatasetItem`` objects to train on (augmented copies included).
+        train_items: ``helpers.detection.dataset.DatasetItem`` objects to train on (augmented copies included).
         validation_items: items held out for validation (may be empty: no mAP then).
         class_names: the model's classes (``label_map.json`` order); id = position + 1.
         usable_objects: item -> cleaned boxes (``DetectionDataset.usable_objects``).
@@ -473,34 +473,3 @@ class ProgressCallback:
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class LivePlotCallback:
-    """Redraw ``plots/training_curves.png`` from history.csv after every epoch and show it.
-
-    Under IPython the figure is updated in place (one output, not one per epoch).
-    """
-
-    def __init__(self, run: runs.RunFolder):
-        self.run = run
-        self.handle = None
-
-    @property
-    def path(self) -> pathlib.Path:
-        return self.run.plots / "training_curves.png"
-
-    def on_epoch_end(self, epoch: int, row: dict) -> None:
-        self.run.plots.mkdir(parents=True, exist_ok=True)
-        history.plot_history(self.run.history_path, self.path, CURVE_PANELS)
-        try:
-            from IPython import display as ipython_display
-            from IPython import get_ipython
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        image = ipython_display.Image(filename=str(self.path))
-        if self.handle is None:
-            self.handle = ipython_display.display(image, display_id=True)
-        else:
-            self.handle.update(image)

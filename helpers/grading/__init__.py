@@ -6,9 +6,10 @@ tf.data pipeline, augmentation, the two-phase training loop with checkpoints and
 model export all come from ``helpers.classification``; this package adds what is specific to
 grades. Modules, one concern each: ``config`` (form fields), ``dataset`` (CSV with grades + the
 doctor), ``preprocessing`` (fundus crop and local colour normalisation), ``ordinal`` (decoding,
-threshold search, sampler weights; numpy only), ``heads`` (the three ordinal heads and losses,
-Keras), ``engine`` (the grading ``TrainingTask`` for the classification training loop), ``predict``, ``quality``,
-``reports``, ``workflow`` (the notebook's cells) and ``demo_data`` (synthetic ordinal data).
-Only the modules about models load TensorFlow/Keras (``heads``, ``engine``, ``predict``, ``quality``,
+threshold search, sampler weights; numpy only), ``model`` (the three ordinal heads and losses,
+Keras), ``train`` (the grading ``TrainingTask`` for the classification training loop), ``predict``, ``quality``,
+``reports``, ``workflow`` (the notebook's cells) and ``demo_data`` (synthetic ordinal data), ``gradcam`` and ``browser`` (section 5's
+explanations). The module names are the other tasks' names for the same concerns.
+Only the modules about models load TensorFlow/Keras (``model``, ``train``, ``predict``, ``quality``,
 ``reports``); ``workflow`` imports them inside the cells that train or predict.
 """

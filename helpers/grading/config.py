@@ -47,6 +47,8 @@ class GradingConfig(ClassificationConfig):
 
     labels_csv: str = field("", "CSV with a filename column and a grade column (whole numbers 0..num_grades-1), "
                             "optionally a group column such as a patient ID.")
+    continue_from: str = field("", "Run folder of a trained grader to continue training from (same head, num_grades, "
+                               "image_size and preprocessing; empty = no).")
     backbone: str = field("efficientnetb0", ClassificationConfig.__dataclass_fields__["backbone"].metadata["help"],
                           choices=ClassificationConfig.__dataclass_fields__["backbone"].metadata["choices"])
     image_size: int = field(384, "Images are resized to this square size in pixels (after the crop to the disc).",
@@ -59,7 +61,7 @@ class GradingConfig(ClassificationConfig):
     class_balance: str = field("balanced_sampling", "'balanced_sampling' draws grades in proportion to "
                                "sampling_multipliers (equally when empty); 'class_weights' weighs the loss by "
                                "inverse grade frequency; 'none'.",
-                               choices=("class_weights", "balanced_sampling", "none"))
+                               choices=("balanced_sampling", "class_weights", "none"))
     minimum_images_per_class: int = field(10, "The data check flags grades with fewer images than this.",
                                           minimum=1, maximum=100000)
     num_grades: int = field(5, "K: grades are 0..K-1 (5 for diabetic retinopathy, ICDR scale).", minimum=2,
@@ -91,9 +93,6 @@ class GradingConfig(ClassificationConfig):
         for name in ("filename_column", "grade_column"):
             if not getattr(self, name):
                 raise errors.ConfigError(f"{name}: empty. Type the name of that CSV column.")
-        if self.continue_from:
-            raise errors.ConfigError("continue_from: not available for grading yet. Leave it empty and train a new "
-                                     "model (a new model_name).")
         parse_multipliers(self.sampling_multipliers, self.num_grades)
 
     @property

@@ -8,7 +8,7 @@ The checks are the classification doctor's (``helpers.classification.dataset``: 
 decoded in full as training will, unreadable ones left out, missing files, images without a
 row, identical bytes under two grades — every copy left out —, grades with few images, extreme
 imbalance) plus the grade-specific ones below, each a
-``helpers.doctor.Problem``; nothing is dropped without being listed:
+``helpers.problems.Problem``; nothing is dropped without being listed:
 
 * a grade that is not a whole number 0..K-1 (row left out: K may be wrong, or a typo);
 * a grade with no usable image at all (kept as an output of the model, listed).
@@ -21,7 +21,8 @@ import csv
 import pathlib
 from typing import Any
 
-from helpers import doctor, errors, images
+from helpers import errors, images
+from helpers import problems as problems_module
 from helpers.classification import dataset as classification_dataset
 
 GRADE_OUT_OF_RANGE = "grade_out_of_range"
@@ -79,7 +80,8 @@ class GradingDataset(classification_dataset.ClassificationDataset):
                          f"split between training and validation.")
         if not self.problems:
             return "\n".join(lines + ["No problems found."])
-        lines.extend(doctor.problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS, "dataset_problems.json"))
+        lines.extend(problems_module.problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS,
+                                                   "dataset_problems.json"))
         return "\n".join(lines)
 
     def problem_counts(self) -> dict[str, int]:
@@ -116,7 +118,7 @@ def _read_rows(labels_csv: pathlib.Path, filename_column: str, grade_column: str
 
 
 def _entries(images_dir: pathlib.Path, labels_csv: pathlib.Path, num_grades: int, columns: tuple[str, str, str],
-             problems: list[doctor.Problem]) -> list[tuple[str, str, str | None]]:
+             problems: list[problems_module.Problem]) -> list[tuple[str, str, str | None]]:
     """(key, grade as text, group) for every usable row; problems for the others."""
     filename_column, grade_column, group_column = columns
     entries, seen = [], set()
@@ -125,33 +127,33 @@ def _entries(images_dir: pathlib.Path, labels_csv: pathlib.Path, num_grades: int
         where, text = f"{labels_csv.name} row {number}", row[grade_column.lower()]
         grade = _grade(text)
         if key in seen:
-            problems.append(doctor.Problem(classification_dataset.DUPLICATE_ROW, key, None, f"{where}: {key} was "
+            problems.append(problems_module.Problem(classification_dataset.DUPLICATE_ROW, key, None, f"{where}: {key} was "
                                            f"already listed; this row is ignored.", "Keep one row per image."))
             continue
         seen.add(key)
         if grade is None or not 0 <= grade < num_grades:
-            problems.append(doctor.Problem(GRADE_OUT_OF_RANGE, key, None, f"{where}: grade {text!r} of {key} is not "
+            problems.append(problems_module.Problem(GRADE_OUT_OF_RANGE, key, None, f"{where}: grade {text!r} of {key} is not "
                                            f"a whole number from 0 to {num_grades - 1}.",
                                            "Fix the grade in the CSV, or set num_grades to match your scale."))
         elif not (images_dir / key).is_file():
-            problems.append(doctor.Problem(classification_dataset.MISSING_FILE, key, None, f"{where}: "
+            problems.append(problems_module.Problem(classification_dataset.MISSING_FILE, key, None, f"{where}: "
                                            f"{images_dir / key} does not exist.",
                                            "Fix the file name in the CSV or add the image to the images folder."))
         else:
             group = row.get(group_column.lower(), "") if group_column else ""
             if group_column and not group:
-                problems.append(doctor.Problem(MISSING_GROUP, key, None, f"{where}: {key} has no {group_column}.",
+                problems.append(problems_module.Problem(MISSING_GROUP, key, None, f"{where}: {key} has no {group_column}.",
                                                f"Fill in its {group_column} so that it is split with its group."))
             entries.append((key, str(grade), group or (key if group_column else None)))
     for path in images.list_images(images_dir):
         if path.relative_to(images_dir).as_posix() not in seen:
-            problems.append(doctor.Problem(classification_dataset.UNLABELLED_IMAGE, path.name, None,
+            problems.append(problems_module.Problem(classification_dataset.UNLABELLED_IMAGE, path.name, None,
                                            f"{path.name}: has no row in {labels_csv.name}.",
                                            f"Add a row filename,{grade_column} for it to the CSV."))
     return entries
 
 
-def _in_grading_words(problems: list[doctor.Problem]) -> list[doctor.Problem]:
+def _in_grading_words(problems: list[problems_module.Problem]) -> list[problems_module.Problem]:
     """The classification doctor's class findings reworded for grades (same kinds, same facts)."""
     for problem in problems:
         problem.message = problem.message.replace("class '", "grade '")
@@ -185,14 +187,14 @@ def load_grading_dataset(images_dir: str | pathlib.Path, labels_csv: str | pathl
     if not str(labels_csv).strip() or not csv_path.is_file():
         raise errors.DatasetError(f"{labels_csv!r}: labels CSV not found. Give Labels_csv, a CSV with columns "
                                   f"filename,{grade_column} in form 1.1.")
-    problems: list[doctor.Problem] = []
+    problems: list[problems_module.Problem] = []
     entries = _entries(images_dir, csv_path, num_grades, (filename_column, grade_column, group_column), problems)
     # The classification doctor decodes and hashes every image and drops identical bytes under two grades.
     items = classification_dataset.drop_duplicates(
         classification_dataset.read_items(images_dir, entries, problems, progress), problems)
     problems.extend(_in_grading_words(classification_dataset.class_problems(items, minimum_images_per_grade)))
     present = {item.label for item in items}
-    problems.extend(doctor.Problem(GRADE_WITHOUT_IMAGES, str(grade), None, f"grade {grade} has no usable image.",
+    problems.extend(problems_module.Problem(GRADE_WITHOUT_IMAGES, str(grade), None, f"grade {grade} has no usable image.",
                                    "Add images of this grade, or lower num_grades if your scale has fewer grades.")
                     for grade in range(num_grades) if str(grade) not in present)
     return GradingDataset(images_dir, csv_path, items, problems, has_groups=bool(group_column),

@@ -15,9 +15,8 @@ import pathlib
 
 import numpy as np
 
-from helpers import demo_data, errors, images
+from helpers import images, synthetic
 
-NOTICE_NAME = "README_SYNTHETIC_DATA.txt"  # the name helpers.run_report.is_synthetic looks for
 DOTS_PER_GRADE = 4
 
 
@@ -58,11 +57,8 @@ def make_grading_demo(folder: str | pathlib.Path, patients_per_grade: int = 6, n
         (images folder, labels CSV).
     """
     folder = pathlib.Path(folder)
-    notice = folder / NOTICE_NAME
-    if folder.exists() and any(folder.iterdir()) and not notice.is_file():
-        raise errors.DatasetError(f"{folder}: exists and is not a demo dataset folder. Choose an empty or new folder.")
+    synthetic.claim_demo_folder(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    notice.write_text(demo_data.SYNTHETIC_NOTICE, encoding="utf-8")
     rows, patient = [], 0
     for grade in range(num_grades):
         for _ in range(patients_per_grade):

@@ -22,7 +22,8 @@ import numpy as np
 
 from helpers import errors, runs
 from helpers.classification import predict as classification_predict
-from helpers.grading import engine, ordinal
+from helpers.grading import ordinal
+from helpers.grading import train as grading_train
 from helpers.grading.config import GradingConfig
 
 SCORE_PREFIX = "score_"
@@ -30,7 +31,7 @@ SCORE_PREFIX = "score_"
 
 def read_grading_file(run: runs.RunFolder) -> dict:
     """The run's ``exported_model/grading.json``; ModelError when the run holds no exported grader."""
-    path = run.exported_model / engine.GRADING_FILE
+    path = run.exported_model / grading_train.GRADING_FILE
     if not path.is_file():
         raise errors.ModelError(f"{run.root}: holds no exported grader yet. Finish training (section 4) first, or "
                                 f"give the run folder of a trained grading model.")
@@ -39,8 +40,8 @@ def read_grading_file(run: runs.RunFolder) -> dict:
 
 def load_grader(run: runs.RunFolder):
     """(Keras model, grading.json dict) of a run's exported grader."""
-    # The grading layers and losses are registered with Keras when helpers.grading.heads is imported
-    # (through engine, at the top of this module), so the saved model loads.
+    # The grading layers and losses are registered with Keras when helpers.grading.model is imported
+    # (through train, at the top of this module), so the saved model loads.
     settings = read_grading_file(run)
     model = classification_predict.load_run_model(run)[0]
     return model, settings
@@ -55,7 +56,7 @@ def config_for_loading(settings: dict) -> GradingConfig:
 def grade_paths(model, settings: dict, paths: Sequence[pathlib.Path], progress: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, list[pathlib.Path], list[str]]:
     """(grades int [N], scores float [N, K], readable files, messages for unreadable files)."""
-    outputs, kept, skipped = engine.predict_outputs(model, paths, config_for_loading(settings), progress=progress)
+    outputs, kept, skipped = grading_train.predict_outputs(model, paths, config_for_loading(settings), progress=progress)
     grades, scores = ordinal.decode(settings["head"], outputs, settings["num_grades"], settings["thresholds"])
     return grades, scores, kept, skipped
 
@@ -72,8 +73,8 @@ def write_predictions_csv(path: pathlib.Path, filenames: Sequence[str], grades: 
     return path
 
 
-class GradingPredictions(classification_predict.PredictionResult):
-    """Grades for a folder (fields as ``PredictionResult``; each row's ``grade`` is an int)."""
+class PredictionResult(classification_predict.PredictionResult):
+    """Grades for a folder (fields as ``classification.predict.PredictionResult``; each row's ``grade`` is an int)."""
 
     LABEL_KEY = "grade"
     VERB = "graded"
@@ -84,7 +85,7 @@ class GradingPredictions(classification_predict.PredictionResult):
 
 
 def predict_folder(run_root: str | pathlib.Path, images_dir: str | pathlib.Path,
-                   output_dir: str | pathlib.Path) -> GradingPredictions:
+                   output_dir: str | pathlib.Path) -> PredictionResult:
     """Grade every image under ``images_dir`` (subfolders included) with the run's exported grader.
 
     Raises:
@@ -99,4 +100,4 @@ def predict_folder(run_root: str | pathlib.Path, images_dir: str | pathlib.Path,
     csv_path = write_predictions_csv(output_dir / "predictions.csv", filenames, grades, scores)
     rows = [{"filename": name, "grade": int(grade), "score": float(row[grade]), "path": path}
             for name, grade, row, path in zip(filenames, grades, scores, kept)]
-    return GradingPredictions(images_dir, output_dir, csv_path, rows, skipped)
+    return PredictionResult(images_dir, output_dir, csv_path, rows, skipped)

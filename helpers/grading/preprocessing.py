@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from helpers import images
+from helpers import figures, images
 
 DISC_THRESHOLD = 0.1
 MINIMUM_DISC_SHARE = 0.02
@@ -100,9 +100,7 @@ def preview(paths: Sequence[pathlib.Path], captions: Sequence[str], image_size: 
         image_size: S, the network's input side in pixels.
         output_path: the PNG to write; returned.
     """
-    import matplotlib.figure
-
-    figure = matplotlib.figure.Figure(figsize=(9, 3 * len(paths)), dpi=100, layout="constrained")
+    figure = figures.new_figure(9, 3 * len(paths))
     axes = figure.subplots(len(paths), 3, squeeze=False)
     for row, (path, caption) in enumerate(zip(paths, captions)):
         original = images.read_image(path)
@@ -114,7 +112,4 @@ def preview(paths: Sequence[pathlib.Path], captions: Sequence[str], image_size: 
             axis.imshow(picture)
             axis.set_title(title, fontsize=9)
             axis.axis("off")
-    output_path = pathlib.Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output_path)
-    return output_path
+    return figures.save_figure(figure, output_path)

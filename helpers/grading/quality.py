@@ -5,8 +5,9 @@ checked by the same doctor; without one, the run's validation split is used and 
 that this is optimistic (those images chose the kept epoch and the regression thresholds).
 Every figure comes from ``helpers.qc.grading`` (scikit-learn). Written into ``<run>/qc/``:
 ``labels.csv`` and ``predictions.csv`` (the inputs of ``python -m helpers.qc grading``),
-``metrics.json``, the confusion matrix, the referable-disease ROC curve and a gallery of the
-largest grade errors; and ``qc_report.pdf`` in the run folder.
+``metrics.json``, the confusion matrix, the referable-disease ROC curve, a gallery of the
+largest grade errors and Grad-CAM figures of the expected grade (``helpers.grading.gradcam``);
+and ``qc_report.pdf`` in the run folder. ``QualityResult.browse`` shows every image.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import csv
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from helpers import config as config_module
-from helpers import doctor, errors, runs
+from helpers import display, errors, runs
 from helpers import split as split_module
 from helpers.grading import dataset as dataset_module
 from helpers.grading import predict
@@ -31,7 +32,7 @@ ERRORS_SHOWN = 8
 
 
 @dataclasses.dataclass
-class GradingQuality:
+class QualityResult:
     """Everything QC measured and drew.
 
     Attributes:
@@ -39,7 +40,11 @@ class GradingQuality:
         source: plain words saying which images were used.
         evaluation: ``helpers.qc.grading.GradingEvaluation``.
         items: the graded images by key; grades: {key: predicted grade}; scores: {key: float [K]}.
+        model: the exported grader (for Grad-CAM).
         plots: {name: PNG path}; report_path: ``qc_report.pdf``.
+        mistakes: wrongly graded images, furthest from the true grade first (dicts: key, path, label,
+            predicted, score, distance).
+        gradcam_figures: PNG paths (image | expected-grade Grad-CAM).
     """
 
     run: runs.RunFolder
@@ -50,8 +55,22 @@ class GradingQuality:
     items: dict
     grades: dict
     scores: dict
+    model: Any = None
     plots: dict = dataclasses.field(default_factory=dict)
     report_path: pathlib.Path | None = None
+    mistakes: list = dataclasses.field(default_factory=list)
+    gradcam_figures: list = dataclasses.field(default_factory=list)
+
+    def predicted(self, key: str) -> tuple[str, float]:
+        """(predicted grade as text, its score 0..1) of image ``key``."""
+        grade = self.grades[key]
+        return str(grade), float(self.scores[key][grade])
+
+    def browse(self):
+        """An ipywidgets browser over the test images: image and Grad-CAM, true and predicted grade, scores."""
+        from helpers.grading import browser
+
+        return browser.browse(self)
 
     def summary_text(self) -> str:
         return f"Measured on {self.source}.\n" + grading_qc.summary_table(self.evaluation)
@@ -60,7 +79,7 @@ class GradingQuality:
         """Print the metrics tables and show the plots."""
         print(self.summary_text())
         print(f"QC report: {self.report_path}")
-        doctor._display_images(list(self.plots.values()))
+        display.show_images(list(self.plots.values()) + list(self.gradcam_figures))
 
 
 def _test_items(run: runs.RunFolder, config: GradingConfig, test_images: str, test_labels_csv: str):
@@ -94,7 +113,7 @@ def _write_labels(path: pathlib.Path, items, group_column: str) -> pathlib.Path:
     return path
 
 
-def _largest_errors(result: GradingQuality) -> list[dict]:
+def _largest_errors(result: QualityResult) -> list[dict]:
     """Images whose predicted grade is furthest from the truth (then most confident first)."""
     wrong = []
     for key, item in result.items.items():
@@ -105,10 +124,16 @@ def _largest_errors(result: GradingQuality) -> list[dict]:
     return sorted(wrong, key=lambda error: (-error["distance"], -error["score"]))
 
 
-def evaluate_run(run: runs.RunFolder, test_images: str = "", test_labels_csv: str = "") -> GradingQuality:
-    """Grade the test (or validation) images, evaluate with ``helpers.qc.grading``, draw, write the QC report."""
+def evaluate_run(run: runs.RunFolder, test_images: str = "", test_labels_csv: str = "",
+                 gradcam_images: Sequence[str] = ()) -> QualityResult:
+    """Grade the test (or validation) images, evaluate with ``helpers.qc.grading``, draw, write the QC report.
+
+    Args:
+        gradcam_images: keys to explain with Grad-CAM (empty = the largest errors, then the surest hits).
+    """
     from helpers.classification import plots
-    from helpers.grading import reports
+    from helpers.classification import quality as classification_quality
+    from helpers.grading import gradcam, reports
 
     config = config_module.load_config(GradingConfig, run.config_path)
     model, settings = predict.load_grader(run)
@@ -126,12 +151,15 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_labels_csv: st
         str(labels_path), str(predictions_path))
     (run.qc / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), ensure_ascii=False, indent=1),
                                          encoding="utf-8")
-    result = GradingQuality(run, config, settings, source, evaluation, {item.key: item for item in items},
+    result = QualityResult(run, config, settings, source, evaluation, {item.key: item for item in items},
                             {item.key: int(grade) for item, grade in zip(items, grades)},
-                            {item.key: np.asarray(row) for item, row in zip(items, scores)})
+                            {item.key: np.asarray(row) for item, row in zip(items, scores)}, model)
+    result.mistakes = _largest_errors(result)
     result.plots = {"confusion_matrix": grading_qc.plot_confusion_matrix(evaluation, run.qc / "confusion_matrix.png"),
                     "referable_roc": grading_qc.plot_roc_curves(evaluation, run.qc / "referable_roc.png"),
-                    "largest_errors": plots.mistakes_gallery(_largest_errors(result)[:ERRORS_SHOWN],
+                    "largest_errors": plots.mistakes_gallery(result.mistakes[:ERRORS_SHOWN],
                                                              run.qc / "largest_errors.png")}
+    result.gradcam_figures = [gradcam.gradcam_figure(result, key, run.qc / f"gradcam_{index:02d}.png")
+                              for index, key in enumerate(classification_quality.gradcam_keys(result, gradcam_images))]
     result.report_path = reports.qc_report(result)
     return result

@@ -14,7 +14,7 @@ from helpers import history, qc, run_report
 from helpers.classification import augmentation, backbones
 from helpers.classification import reports as classification_reports
 from helpers.grading import dataset as dataset_module
-from helpers.grading import engine
+from helpers.grading import train as grading_train
 
 REFERENCES = (
     "Tan M., Le Q. V. EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks. ICML 2019.",
@@ -29,6 +29,7 @@ REFERENCES = (
     "Pedregosa F. et al. Scikit-learn: Machine Learning in Python. JMLR 12, 2825–2830 (2011).",
     "von Chamier L. et al. Democratising deep learning for microscopy with ZeroCostDL4Mic. "
     "Nat. Commun. 12, 2276 (2021).",
+    "Selvaraju R. R. et al. Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization. ICCV 2017.",
 )
 METRIC_MEANINGS = (
     ("quadratic weighted kappa", "agreement between true and predicted grades beyond chance, where a disagreement "
@@ -80,10 +81,10 @@ def sampling_sentence(config: Any) -> str:
 
 def training_outcome(rows: list[dict], training: Any) -> str:
     """Which epoch was kept and its validation figures (and the regression thresholds)."""
-    scored = [row for row in rows if not math.isnan(row.get(engine.MONITOR, math.nan))]
+    scored = [row for row in rows if not math.isnan(row.get(grading_train.MONITOR, math.nan))]
     if not scored:
         return "No validation images were held out, so the last epoch was kept."
-    best = max(scored, key=lambda row: row[engine.MONITOR])
+    best = max(scored, key=lambda row: row[grading_train.MONITOR])
     text = (f"The epoch with the highest validation quadratic weighted kappa (epoch {best['epoch']}) was kept: "
             f"kappa {best['validation_kappa']:.3f}, accuracy {best['validation_accuracy']:.3f}, mean absolute error "
             f"{best['validation_mean_absolute_error']:.3f} grades.")
@@ -97,8 +98,11 @@ def methods_paragraph(session: Any, rows: list[dict]) -> str:
     config, dataset, split = session.config, session.dataset, session.split
     spec = backbones.get_backbone(config.backbone)
     counts = ", ".join(f"grade {grade}: {count}" for grade, count in dataset.class_counts().items())
-    start = "initialised with ImageNet weights from keras.applications" if session.pretrained is not None \
-        else "trained from scratch"
+    start = ("initialised with ImageNet weights from keras.applications" if session.pretrained is not None
+             else f"continued from an earlier grader, {config.continue_from}" if config.continue_from
+             else "trained from scratch")
+    # A continued model is trained in one fine-tuning phase (helpers.classification.train.phases).
+    rate = config.fine_tune_learning_rate if config.continue_from else config.learning_rate
     grouped = f", keeping all images of one {split.grouped_by} in the same set" if split.grouped_by else ""
     return (f"Images were graded on a {config.num_grades}-level ordinal scale with a {spec.constructor} network "
             f"[1, 2] ({start}) and {HEAD_SENTENCES[config.head]}, implemented in Keras 3 [7] through the DL4Cells "
@@ -106,7 +110,7 @@ def methods_paragraph(session: Any, rows: list[dict]) -> str:
             f"stratified by grade{grouped}) into {len(split.train)} training and {len(split.validation)} validation "
             f"images. {preprocessing_sentence(config)} {augmentation.describe(config)} {sampling_sentence(config)} "
             f"The {config.optimizer} optimiser was used with batch size {config.batch_size} and learning rate "
-            f"{config.learning_rate:g}; {len(rows)} epochs were run. {training_outcome(rows, session.training)} "
+            f"{rate:g}; {len(rows)} epochs were run. {training_outcome(rows, session.training)} "
             f"Quadratic weighted kappa [5] and the other figures were computed with scikit-learn [8].")
 
 
@@ -144,7 +148,7 @@ def training_report(session: Any) -> pathlib.Path:
                               ("Ordinal head", HEAD_SENTENCES[config.head]),
                               ("Grade imbalance", sampling_sentence(config))])
     document.heading("Training curves")
-    document.figure(classification_reports.plot_training_curves(run, engine.CURVE_PANELS), width_mm=170)
+    document.figure(classification_reports.plot_training_curves(run, grading_train.CURVE_PANELS), width_mm=170)
     document.heading("Validation metrics of the kept model")
     document.paragraph(training_outcome(rows, training))
     document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS[:4]])
@@ -184,6 +188,14 @@ def qc_report(result: Any) -> pathlib.Path:
     document.paragraph("The images whose predicted grade is furthest from the true one (true → predicted, score of "
                        "the predicted grade); worth checking for grading or image-quality problems.")
     document.figure(result.plots["largest_errors"], width_mm=150)
+    if result.gradcam_figures:
+        document.heading("Grad-CAM: where the model looked")
+        document.paragraph("Red areas raised the expected grade most (Grad-CAM [10] of sum over grades of grade × "
+                           "its probability; for the regression head the output itself), computed on the last "
+                           "feature map, so the map is coarse; an image with nothing that raises the grade has an "
+                           "empty map.")
+        for path in result.gradcam_figures:
+            document.figure(path, width_mm=120)
     run_report.add_config(document, config)
     classification_reports.add_references(document, REFERENCES)
     return document.save(run.root / "qc_report.pdf")

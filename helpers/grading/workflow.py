@@ -4,7 +4,8 @@
 ``ClassificationSession`` with grading's data check, previews and training) then checks the data,
 previews the preprocessing and augmentation, prepares the backbone (inherited) and trains.
 ``quality_control`` and ``predict`` work from a run folder alone, so they also serve models
-trained in an earlier session.
+trained in an earlier session. With ``continue_from``, ``start`` checks the earlier run's exported
+grader against the form (``grading_train.continued_model_path``) before it creates the run folder.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import dataclasses
 import pathlib
 from typing import Any
 
-from helpers import errors, runs
-from helpers.classification import workflow as classification_workflow
+from helpers import config as config_module
+from helpers import display, errors, runs, workflow
 from helpers.classification.workflow import ClassificationSession
-from helpers.detection.workflow import _display
 from helpers.grading import dataset as dataset_module
 from helpers.grading import preprocessing
 from helpers.grading.config import GradingConfig
@@ -28,7 +28,7 @@ PREVIEW_ROWS = 4
 class GradingSession(ClassificationSession):
     """State carried from cell to cell of one grading run (fields as ``ClassificationSession``).
 
-    ``config`` is a ``GradingConfig``; ``training`` holds an ``engine.GradingTraining`` after ``train``.
+    ``config`` is a ``GradingConfig``; ``training`` holds an ``grading_train.GradingTraining`` after ``train``.
     ``check_data``, ``preview_augmentation`` and ``prepare_backbone`` are inherited; the hooks below
     give them grading's dataset, split and image loader.
     """
@@ -53,9 +53,9 @@ class GradingSession(ClassificationSession):
 
     def image_loader(self):
         """The fundus preprocessing of the config (crop, colour normalisation) as an image loader."""
-        from helpers.grading import engine
+        from helpers.grading import train as grading_train
 
-        return engine.image_loader(self.config)
+        return grading_train.image_loader(self.config)
 
     # ----- 3.2 ---------------------------------------------------------------------------
     def preview_preprocessing(self) -> list[pathlib.Path]:
@@ -69,7 +69,7 @@ class GradingSession(ClassificationSession):
         path = preprocessing.preview([item.path for item in chosen], [f"grade {item.label}" for item in chosen],
                                      config.image_size, config.crop_to_disc, config.colour_normalisation,
                                      self.run.plots / "preprocessing_preview.png")
-        _display(path)
+        display.show_image(path)
         return [path, self.preview_augmentation()]  # augmented versions of the preprocessed images
 
     # ----- 4 -----------------------------------------------------------------------------
@@ -80,15 +80,16 @@ class GradingSession(ClassificationSession):
     def _train_and_export(self, weights_path) -> tuple[Any, pathlib.Path]:
         """Train the grader (``self.training``), export it with ``grading.json``; (loop result, model path)."""
         from helpers.classification import train as classification_train
-        from helpers.grading import engine
+        from helpers.grading import train as grading_train
 
-        callbacks = (engine.GradingProgress(self.config.epochs),
-                     classification_train.LivePlotCallback(self.run, engine.CURVE_PANELS))
-        self.training = engine.train_grader(self.config, self.run, self.items_named(self.split.train),
+        callbacks = (grading_train.GradingProgress(self.config.epochs),
+                     classification_train.LivePlotCallback(self.run, grading_train.CURVE_PANELS))
+        self.training = grading_train.train_grader(self.config, self.run, self.items_named(self.split.train),
                                             self.items_named(self.split.validation), callbacks=callbacks,
-                                            weights_path=weights_path)
-        exported = engine.export(self.training, self.config, self.run)
-        engine.write_grading_file(self.run.root, self.config, self.training.thresholds)
+                                            weights_path=weights_path,
+                                            initial_model_path=grading_train.continued_model_path(self.config))
+        exported = grading_train.export(self.training, self.config, self.run)
+        grading_train.write_grading_file(self.run.root, self.config, self.training.thresholds)
         return self.training.result, exported
 
     def _training_report(self) -> pathlib.Path:
@@ -103,25 +104,36 @@ def start(preset: str, **form_fields: Any) -> GradingSession:
     Args:
         preset: ``"default"`` or ``"quick"``.
         **form_fields: GradingConfig field values from the notebook's forms.
+
+    Raises:
+        ConfigError: a form field is wrong, e.g. ``continue_from`` names no exported grader of the same kind.
     """
-    return classification_workflow.open_session(GradingSession, GradingConfig, preset, form_fields)
+    if str(form_fields.get("continue_from") or "").strip():
+        from helpers.grading import train as grading_train
+
+        grading_train.continued_model_path(config_module.config_from_form(GradingConfig, preset, **form_fields))
+    return workflow.open_session(GradingSession, GradingConfig, preset, form_fields)
 
 
 def open_trained_run(model_path: str, model_name: str, other_model_folder: str = "") -> runs.RunFolder:
     """The run folder to check or use: ``other_model_folder`` if given, else ``model_path/model_name``."""
-    from helpers.grading import engine
+    from helpers.grading import train as grading_train
 
-    return classification_workflow.open_trained_run(model_path, model_name, other_model_folder,
-                                                    exported_file=engine.GRADING_FILE, what="grader")
+    return workflow.open_trained_run(model_path, model_name, other_model_folder, exported_file=grading_train.GRADING_FILE,
+                                     what="grader")
 
 
 def quality_control(model_path: str, model_name: str, test_images: str = "", test_labels_csv: str = "",
-                    other_model_folder: str = "") -> Any:
-    """Section 5: evaluate the exported grader on the test (or validation) images; writes the QC report."""
+                    other_model_folder: str = "", gradcam_images: str = "") -> Any:
+    """Section 5: evaluate the exported grader on the test (or validation) images; writes the QC report.
+
+    Args:
+        gradcam_images: comma-separated file names (as in qc/labels.csv) to explain; empty = chosen automatically.
+    """
     from helpers.grading import quality
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    return quality.evaluate_run(run, test_images, test_labels_csv)
+    return quality.evaluate_run(run, test_images, test_labels_csv, workflow.names_listed(gradcam_images))
 
 
 def predict(model_path: str, model_name: str, images_dir: str = "", results_folder: str = "",
@@ -130,5 +142,5 @@ def predict(model_path: str, model_name: str, images_dir: str = "", results_fold
     from helpers.grading import predict as predict_module
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    return classification_workflow.predict_with(predict_module.predict_folder, run, GradingConfig, images_dir,
-                                                results_folder, verb="grading")
+    return workflow.predict_with(predict_module.predict_folder, run, GradingConfig, images_dir, results_folder,
+                                 verb="grading")

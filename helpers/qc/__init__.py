@@ -45,21 +45,6 @@ def text_table(rows: list[list[Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)
 
 
-def new_figure(width_inches: float, height_inches: float):
-    """A matplotlib Figure (no pyplot state, safe in notebooks and threads), constrained layout, 100 dpi."""
-    import matplotlib.figure
-
-    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
-
-
-def save_figure(figure, path: str | pathlib.Path) -> pathlib.Path:
-    """Save ``figure`` as a PNG at ``path`` (parent created) and return the path."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
-
-
 def read_csv_rows(path: str | pathlib.Path,
                   required_columns: Sequence[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Header and rows of a UTF-8 CSV, each row with its line number.

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, qc
+from helpers import errors, figures, qc
 
 LOGGER = logging.getLogger(__name__)
 SCORE_PREFIX = "score_"
@@ -271,15 +271,13 @@ def summary_table(evaluation: ClassificationEvaluation) -> str:
 # ---------------------------------------------------------------- plots
 
 
-_figure = qc.new_figure
-_save = qc.save_figure
 
 
 def plot_confusion_panels(counts: Sequence[Sequence[int]], normalised: Sequence[Sequence[float]],
                           labels: Sequence[str], title: str, path: str | pathlib.Path) -> pathlib.Path:
     """Save a 2-panel PNG: confusion counts | row-normalised fractions (rows = true, columns = predicted)."""
     size = 2.5 + 0.55 * len(labels)
-    figure = _figure(2 * size + 1, size + 1.6)  # room for the rotated class names and the title
+    figure = figures.new_figure(2 * size + 1, size + 1.6)  # room for the rotated class names and the title
     for index, (matrix, subtitle, text) in enumerate(((np.asarray(counts), "counts", "{:d}"),
                                                       (np.asarray(normalised), "fraction of each true row", "{:.2f}"))):
         axes = figure.add_subplot(1, 2, index + 1)
@@ -294,7 +292,7 @@ def plot_confusion_panels(counts: Sequence[Sequence[int]], normalised: Sequence[
         axes.set_ylabel("true")
         axes.set_title(subtitle)
     figure.suptitle(title)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def plot_confusion_matrix(evaluation: ClassificationEvaluation, path: str | pathlib.Path) -> pathlib.Path:
@@ -306,7 +304,7 @@ def plot_confusion_matrix(evaluation: ClassificationEvaluation, path: str | path
 
 def plot_roc_curves(evaluation: ClassificationEvaluation, path: str | pathlib.Path) -> pathlib.Path:
     """Save one-vs-rest ROC curves per class (a note instead when no scores were given); the PNG path."""
-    figure = _figure(6, 5)
+    figure = figures.new_figure(6, 5)
     axes = figure.add_subplot()
     for name, curve in evaluation.roc_curves.items():
         axes.plot(curve["false_positive_rate"], curve["true_positive_rate"],
@@ -320,4 +318,4 @@ def plot_roc_curves(evaluation: ClassificationEvaluation, path: str | pathlib.Pa
     axes.set_xlabel("false positive rate (1 - specificity)")
     axes.set_ylabel("true positive rate (sensitivity)")
     axes.set_title(f"ROC one-vs-rest, macro AUC {qc.format_value(evaluation.roc_auc_ovr)}")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)

@@ -62,7 +62,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, images, qc, voc
+from helpers import errors, figures, images, qc, voc
 from helpers.detection import outputs
 
 LOGGER = logging.getLogger(__name__)
@@ -716,14 +716,12 @@ def summary_table(evaluation: DetectionEvaluation) -> str:
 # ---------------------------------------------------------------- plots
 
 
-_figure = qc.new_figure
-_save = qc.save_figure
 
 
 def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
     """Save horizontal bars of AP50 and AP50-95 per class (classes without ground truth marked); the PNG path."""
     names = list(evaluation.per_class)
-    figure = _figure(7, 1.6 + 0.5 * max(1, len(names)))
+    figure = figures.new_figure(7, 1.6 + 0.5 * max(1, len(names)))
     axes = figure.add_subplot()
     positions = np.arange(len(names))
     for offset, key, label in ((-0.2, "ap50", "AP50"), (0.2, "ap50_95", "AP50-95")):
@@ -743,12 +741,12 @@ def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path)
                    f"detections/image)\nmAP50 = {qc.format_value(evaluation.map50)}, "
                    f"mAP50-95 = {qc.format_value(evaluation.map50_95)}",
                    fontsize=10)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def plot_pr_curves(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
     """Save COCOeval's interpolated precision-recall curve at IoU 0.5 for each class; the PNG path."""
-    figure = _figure(6, 5)
+    figure = figures.new_figure(6, 5)
     axes = figure.add_subplot()
     colours = outputs.class_colours(evaluation.classes)
     for name, curve in evaluation.pr_curves.items():
@@ -764,7 +762,7 @@ def plot_pr_curves(evaluation: DetectionEvaluation, path: str | pathlib.Path) ->
                    f"all scores ranked, up to {evaluation.thresholds['max_detections']} detections/image)", fontsize=10)
     if evaluation.pr_curves:
         axes.legend(loc="lower left")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def plot_confusion_matrix(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
@@ -772,7 +770,7 @@ def plot_confusion_matrix(evaluation: DetectionEvaluation, path: str | pathlib.P
     labels = evaluation.confusion_matrix_labels
     matrix = np.asarray(evaluation.confusion_matrix)
     size = 2.5 + 0.7 * len(labels)
-    figure = _figure(size + 1, size)
+    figure = figures.new_figure(size + 1, size)
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, shrink=0.8, label="boxes")
@@ -786,14 +784,14 @@ def plot_confusion_matrix(evaluation: DetectionEvaluation, path: str | pathlib.P
     axes.set_ylabel("annotated")
     axes.set_title(f"Detection confusion matrix\nIoU >= {evaluation.thresholds['iou_threshold']}, score >= "
                    f"{evaluation.thresholds['score_threshold']} (class-agnostic matching)", fontsize=10)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def _count_axes(names: Sequence[str]) -> tuple[Any, list]:
     """A figure with one square panel per class (at least one), up to 3 per row."""
     columns = min(3, max(1, len(names)))
     rows = math.ceil(max(1, len(names)) / columns)
-    figure = _figure(3.7 * columns + 0.3, 3.7 * rows + 0.8)
+    figure = figures.new_figure(3.7 * columns + 0.3, 3.7 * rows + 0.8)
     panels = [figure.add_subplot(rows, columns, index + 1) for index in range(max(1, len(names)))]
     return figure, panels
 
@@ -846,7 +844,7 @@ def plot_count_scatter(evaluation: DetectionEvaluation, path: str | pathlib.Path
         panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
     figure.suptitle(f"Predicted vs annotated count per image (score ≥ {agreement.score_threshold:g}; annotated = "
                     "non-difficult boxes)\nmarker area ∝ number of images on the point", fontsize=10)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def _agreement_lines(axes, values: CountStatistics) -> list[float]:
@@ -893,4 +891,4 @@ def plot_bland_altman(evaluation: DetectionEvaluation, path: str | pathlib.Path)
     figure.suptitle(f"Bland–Altman: predicted − annotated count against their mean, per image (score ≥ "
                     f"{agreement.score_threshold:g})\nbias = mean difference; 95 % limits of agreement = bias ± 1.96 SD",
                     fontsize=10)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)

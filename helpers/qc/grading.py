@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from helpers import errors, qc
+from helpers import errors, figures, qc
 from helpers.qc import classification
 
 GRADE_COLUMNS = ("grade", "label")
@@ -246,10 +246,8 @@ def plot_confusion_matrix(evaluation: GradingEvaluation, path: str | pathlib.Pat
 
 def plot_roc_curves(evaluation: GradingEvaluation, path: str | pathlib.Path) -> pathlib.Path:
     """Save the referable-disease ROC curve with the operating point of the predicted grades; the PNG path."""
-    import matplotlib.figure
-
     referable = evaluation.referable
-    figure = matplotlib.figure.Figure(figsize=(6, 5), dpi=100, layout="constrained")
+    figure = figures.new_figure(6, 5)
     axes = figure.add_subplot()
     curve = evaluation.referable_roc_curve
     if curve is not None:
@@ -264,7 +262,4 @@ def plot_roc_curves(evaluation: GradingEvaluation, path: str | pathlib.Path) -> 
     axes.set_ylabel("true positive rate (sensitivity)")
     axes.set_title(f"Referable disease: grade >= {referable['threshold']}")
     axes.legend(loc="lower right", fontsize=8)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return figures.save_figure(figure, path)

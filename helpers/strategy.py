@@ -1,4 +1,4 @@
-"""Which TensorFlow distribution strategy a detection run uses, chosen from the hardware.
+"""Which TensorFlow distribution strategy a training run uses (every task), chosen from the hardware.
 
 * a Colab TPU runtime (``COLAB_TPU_ADDR`` / ``TPU_NAME`` set, or TPU devices visible):
   ``TPUStrategy`` through ``TPUClusterResolver``;

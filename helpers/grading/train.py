@@ -7,17 +7,22 @@ is used as it is. What grading changes is the ``TrainingTask`` that ``grading_ta
 =================================  ==============================================================
 ``TrainingTask`` field             grading value
 =================================  ==============================================================
-``build_model``                    ``heads.build_grading_model`` with the form's head
-``compile_model``                  ``heads.compile_grading_model`` (the head's loss)
+``build_model``                    ``grading_model.build_grading_model`` with the form's head
+``compile_model``                  ``grading_model.compile_grading_model`` (the head's loss)
 ``validation_metrics``             ``validation_metrics`` below: quadratic kappa, accuracy, MAE...
 ``monitor``                        ``"validation_kappa"`` (best epoch, LR plateau, early stopping)
 ``history_columns``                ``HISTORY_COLUMNS`` below (with validation kappa)
 ``curve_panels``                   ``CURVE_PANELS`` below (live plot and report curves)
 ``loader``                         ``image_loader``: fundus crop and colour normalisation
 ``sampling_weights``               the per-grade sampling multipliers (``balanced_sampling``)
+``check_initial_model``            ``check_continued_grader``: same head and number of outputs
 =================================  ==============================================================
 
 Prediction reads images with the same ``image_loader`` through ``predict.predict_paths``.
+
+``continue_from`` (an earlier run's exported grader) trains that model further in one
+``fine_tune`` phase, as in classification; ``continued_model_path`` checks the folder and its
+``grading.json`` against the form before any run folder is created.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from helpers import runs
+from helpers import errors, qc, runs
+from helpers.classification import model as classification_model
 from helpers.classification import predict
 from helpers.classification import train as classification_train
-from helpers.grading import heads, ordinal, preprocessing
+from helpers.grading import model as grading_model
+from helpers.grading import ordinal, preprocessing
 from helpers.grading.config import GradingConfig
 
 MONITOR = "validation_kappa"
@@ -47,6 +54,8 @@ CURVE_PANELS = (("Loss", ("train_loss", "validation_loss")),
                 ("Accuracy and error", ("validation_accuracy", "validation_balanced_accuracy",
                                         "validation_mean_absolute_error")))
 GRADING_FILE = "grading.json"
+# What the exported model fixes: a run continuing from it must have the same values (grading.json keys).
+CONTINUED_SETTINGS = ("head", "num_grades", "image_size", "crop_to_disc", "colour_normalisation")
 
 
 def validation_figures(head: str, outputs: np.ndarray, truth: Sequence[int], num_grades: int) -> dict[str, Any]:
@@ -95,18 +104,56 @@ def image_loader(config: GradingConfig):
 def _compile_for(head: str):
     """``TrainingTask.compile_model`` for ``head``: ``(model, optimizer, label_smoothing) -> None``."""
     def compile_model(model, optimizer, label_smoothing):
-        heads.compile_grading_model(model, optimizer, head, label_smoothing)
+        grading_model.compile_grading_model(model, optimizer, head, label_smoothing)
     return compile_model
+
+
+def check_continued_grader(config: GradingConfig, model, classes: Sequence[str]) -> None:
+    """ModelError unless ``model`` has ``config``'s head and output width (a ``TrainingTask.check_initial_model``)."""
+    width = {"regression": 1, "cumulative": config.num_grades - 1}.get(config.head, config.num_grades)
+    if grading_model.head_of(model) != config.head or model.output.shape[-1] != width:
+        raise errors.ModelError(f"continue_from: that model has a {grading_model.head_of(model)} head with "
+                                f"{model.output.shape[-1]} outputs; this run needs a {config.head} head with {width} "
+                                f"({len(classes)} grades). Set head and num_grades as in that run.")
+
+
+def continued_model_path(config: GradingConfig) -> pathlib.Path | None:
+    """The exported grader that ``config.continue_from`` names (None when empty), checked against the form.
+
+    Raises:
+        ConfigError: naming continue_from, when the folder is not a run folder, holds no exported
+            grader, or its ``grading.json`` differs from the form in a ``CONTINUED_SETTINGS`` value.
+    """
+    if not config.continue_from.strip():
+        return None
+    root = pathlib.Path(config.continue_from).expanduser()
+    settings_path = runs.RunFolder(root=root).exported_model / GRADING_FILE
+    model_path = settings_path.with_name(classification_model.MODEL_FILE_NAME)
+    if not (root / "config.yaml").is_file():
+        raise errors.ConfigError(f"continue_from: {root} is not a DL4Cells run folder (no config.yaml). Give the "
+                                 f"folder <model_path>/<model_name> of a trained grader, or leave continue_from empty.")
+    if not (settings_path.is_file() and model_path.is_file()):
+        raise errors.ConfigError(f"continue_from: {root} holds no exported grader ({settings_path.name} or "
+                                 f"{model_path.name} missing in exported_model/). Finish training that run "
+                                 f"(section 4) first, or leave continue_from empty.")
+    saved = json.loads(settings_path.read_text(encoding="utf-8"))
+    different = [f"{name} {saved.get(name)!r} (here {getattr(config, name)!r})" for name in CONTINUED_SETTINGS
+                 if saved.get(name) != getattr(config, name)]
+    if different:
+        raise errors.ConfigError(f"continue_from: that grader was trained with {', '.join(different)}. Set these "
+                                 f"fields as in that run, or leave continue_from empty.")
+    return model_path
 
 
 def grading_task(config: GradingConfig) -> classification_train.TrainingTask:
     """The ``TrainingTask`` that makes the classification loop train ``config``'s grader (module docstring)."""
     return classification_train.TrainingTask(
-        build_model=functools.partial(heads.build_grading_model, config.head),
+        build_model=functools.partial(grading_model.build_grading_model, config.head),
         compile_model=_compile_for(config.head),
         validation_metrics=functools.partial(validation_metrics, config.head),
         monitor=MONITOR, history_columns=HISTORY_COLUMNS, curve_panels=CURVE_PANELS,
-        loader=image_loader(config), sampling_weights=tuple(config.multipliers))
+        loader=image_loader(config), sampling_weights=tuple(config.multipliers),
+        check_initial_model=functools.partial(check_continued_grader, config))
 
 
 class GradingProgress(classification_train.ProgressCallback):
@@ -136,7 +183,7 @@ class GradingTraining:
     def __repr__(self) -> str:  # short: it is what the notebook's training cell shows last
         kappa = self.validation.get("validation_kappa")
         return (f"GradingTraining(epochs_completed={self.result.epochs_completed}, best_epoch={self.result.best_epoch}, "
-                f"validation_kappa={'n/a' if kappa is None else f'{kappa:.3f}'}, thresholds={self.thresholds})")
+                f"validation_kappa={qc.format_value(kappa)}, thresholds={self.thresholds})")
 
 
 def predict_outputs(model, paths: Sequence[pathlib.Path], config: GradingConfig, batch_size: int = 32,
@@ -147,7 +194,8 @@ def predict_outputs(model, paths: Sequence[pathlib.Path], config: GradingConfig,
 
 
 def train_grader(config: GradingConfig, run: runs.RunFolder, train_items: Sequence, validation_items: Sequence,
-                 callbacks: Sequence = (), weights_path: str | pathlib.Path | None = None) -> GradingTraining:
+                 callbacks: Sequence = (), weights_path: str | pathlib.Path | None = None,
+                 initial_model_path: str | pathlib.Path | None = None) -> GradingTraining:
     """Train (or resume) a grader with the classification loop, then fix the regression thresholds.
 
     Args:
@@ -156,10 +204,11 @@ def train_grader(config: GradingConfig, run: runs.RunFolder, train_items: Sequen
         train_items, validation_items: ``ClassificationItem`` whose ``label`` is the grade as text.
         callbacks: extra Keras callbacks (progress bar, live plot).
         weights_path: ImageNet notop weights (``pretrained = imagenet``).
+        initial_model_path: an earlier exported grader to continue from (``continued_model_path``).
     """
     result = classification_train.train_classifier(config, run, train_items, validation_items, config.grade_names,
                                                    callbacks=callbacks, weights_path=weights_path,
-                                                   task=grading_task(config))
+                                                   initial_model_path=initial_model_path, task=grading_task(config))
     validation, thresholds = {}, None
     if validation_items:
         outputs, kept, _ = predict_outputs(result.model, [item.path for item in validation_items], config,

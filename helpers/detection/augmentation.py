@@ -58,7 +58,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from helpers import doctor, errors, images, voc
+from helpers import errors, figures, images, voc
+from helpers import progress as progress_module
+from helpers.detection import dataset as detection_dataset
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -398,7 +400,7 @@ def _inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_output_dir(items: Sequence[doctor.DatasetItem], output_dir: pathlib.Path) -> None:
+def _check_output_dir(items: Sequence[detection_dataset.DatasetItem], output_dir: pathlib.Path) -> None:
     """ConfigError when output_dir is inside a source folder or a source folder is inside output_dir."""
     resolved = output_dir.resolve()
     for folder in sorted({path.resolve().parent for item in items for path in (item.image_path, item.annotation_path)}):
@@ -429,7 +431,7 @@ def _copies_per_image(objects: dict[str, list[voc.VocObject]], factor: int, rare
     return {stem: base + (extra if rare_set & {obj.name for obj in boxes} else 0) for stem, boxes in objects.items()}
 
 
-def _fingerprint(items: Sequence[doctor.DatasetItem], objects: dict[str, list[voc.VocObject]]) -> str:
+def _fingerprint(items: Sequence[detection_dataset.DatasetItem], objects: dict[str, list[voc.VocObject]]) -> str:
     """sha256 of every source's stem, image file size, image size and usable boxes: changes when the data does."""
     digest = hashlib.sha256()
     for item in items:
@@ -487,7 +489,7 @@ def _read_manifest(output_dir: pathlib.Path, parameters: dict) -> dict | None:
 # ---------------------------------------------------------------- writing copies
 
 
-def _augment_one(item: doctor.DatasetItem, boxes: list[voc.VocObject], copies: int, seed: int, clip_policy: str,
+def _augment_one(item: detection_dataset.DatasetItem, boxes: list[voc.VocObject], copies: int, seed: int, clip_policy: str,
                  output_dir: pathlib.Path) -> list[dict[str, Any]]:
     """Write the copies of one image; one manifest row per copy (stem, source, transform, counts, classes)."""
     pixels = images.read_image(item.image_path)
@@ -538,15 +540,8 @@ def _examples(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(source, first[source]) for source in sorted(first)[:PREVIEW_EXAMPLES]]
 
 
-def _progress(iterable: Sequence, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=len(iterable), desc="Writing augmented copies", unit="image", disable=not enabled,
-                leave=False)
-
-
-def multiply_dataset(items: Sequence[doctor.DatasetItem], output_dir: str | pathlib.Path, factor: int, seed: int,
-                     usable_objects: Callable[[doctor.DatasetItem], list[voc.VocObject]],
+def multiply_dataset(items: Sequence[detection_dataset.DatasetItem], output_dir: str | pathlib.Path, factor: int, seed: int,
+                     usable_objects: Callable[[detection_dataset.DatasetItem], list[voc.VocObject]],
                      rare_class_boost: float = 0.0, clip_policy: str = "clip",
                      progress: bool = True) -> AugmentationResult:
     """Write augmented copies of training images and their boxes into ``output_dir``.
@@ -588,7 +583,8 @@ def multiply_dataset(items: Sequence[doctor.DatasetItem], output_dir: str | path
         copies = _copies_per_image(objects, factor, rare_class_boost, rare)
         output_dir.mkdir(parents=True, exist_ok=True)
         _write_json(output_dir / MANIFEST_NAME, {"parameters": parameters, "complete": False})
-        rows = [row for item in _progress(items, progress)
+        bar = progress_module.bar(items, "Writing augmented copies", enabled=progress, leave=False)
+        rows = [row for item in bar
                 for row in _augment_one(item, objects[item.stem], copies[item.stem], seed, clip_policy, output_dir)]
         manifest = {"parameters": parameters, "complete": True, "rare_classes": rare, **_totals(rows),
                     "examples": _examples(rows), "copies": rows}
@@ -596,7 +592,7 @@ def multiply_dataset(items: Sequence[doctor.DatasetItem], output_dir: str | path
     return _result(manifest, output_dir, items, objects, reused)
 
 
-def _result(manifest: dict[str, Any], output_dir: pathlib.Path, items: Sequence[doctor.DatasetItem],
+def _result(manifest: dict[str, Any], output_dir: pathlib.Path, items: Sequence[detection_dataset.DatasetItem],
             objects: dict[str, list[voc.VocObject]], reused: bool) -> AugmentationResult:
     """The result of a complete manifest (written now, or found from an earlier identical call)."""
     examples = [tuple(pair) for pair in manifest["examples"]]
@@ -638,12 +634,10 @@ def preview_grid(result: AugmentationResult, path: str | pathlib.Path, count: in
         ``path`` as a Path.
     """
     import matplotlib
-    import matplotlib.figure
 
-    path = pathlib.Path(path)
     examples = [pair for pair in result.examples if pair[0] in result.example_sources][:max(1, count)]
     if not examples:
-        figure = matplotlib.figure.Figure(figsize=(6, 1.5), dpi=100)
+        figure = figures.new_figure(6, 1.5, layout=None)
         figure.text(0.5, 0.5, "No augmented copies to show (augmentation factor 1).", ha="center", va="center")
     else:
         copies = [voc.read_voc(result.output_dir / "annotations" / f"{copy}.xml") for _, copy in examples]
@@ -651,7 +645,7 @@ def preview_grid(result: AugmentationResult, path: str | pathlib.Path, count: in
                        | {obj.name for annotation in copies for obj in annotation.objects})
         palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
         colours = {name: palette(index % palette.N) for index, name in enumerate(names)}
-        figure = matplotlib.figure.Figure(figsize=(7, 3.2 * len(examples)), dpi=100, layout="constrained")
+        figure = figures.new_figure(7, 3.2 * len(examples))
         grid = figure.subplots(len(examples), 2, squeeze=False)
         for row, ((source, copy), annotation) in enumerate(zip(examples, copies)):
             image_path, boxes = result.example_sources[source]
@@ -659,6 +653,4 @@ def preview_grid(result: AugmentationResult, path: str | pathlib.Path, count: in
                   f"original {source} ({len(boxes)} boxes)")
             _draw(grid[row][1], images.read_image(result.output_dir / "images" / f"{copy}.png"), annotation.objects,
                   colours, f"copy {copy} ({len(annotation.objects)} boxes)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return figures.save_figure(figure, path)

@@ -1,7 +1,7 @@
-"""Detection dataset doctor: pair images with PASCAL VOC files, find every problem, summarise.
+"""The detection data check (doctor): pair images with their annotations, find every problem, summarise.
 
 ``load_detection_dataset(images_dir, annotations_dir)`` never changes the user's folders and
-never raises for a problem it can work around: each one becomes a ``Problem`` row (kind, file,
+never raises for a problem it can work around: each one becomes a ``helpers.problems.Problem`` row (kind, file,
 object index, message, fix) and the dataset keeps what is usable. The policy:
 
 * images and XML files are paired by file stem (``a.jpg`` + ``a.xml``); extensions are
@@ -40,18 +40,20 @@ import dataclasses
 import functools
 import pathlib
 import statistics as statistics_module
-import sys
 import tempfile
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from helpers import annotation_formats, errors, images, voc
+from helpers import annotation_formats, display, errors, figures, images, voc, workflow
+from helpers import progress as progress_module
+# The problem record and the image check every task's data check shares (used by name throughout).
+from helpers.problems import (EXAMPLES_PER_KIND, EXTENSION_MISMATCH, EXTENSION_MISMATCH_MEANING, UNREADABLE_IMAGE,
+                              Problem, check_image_file, problem_lines)
 
 IMAGE_WITHOUT_ANNOTATION = "image_without_annotation"
 ANNOTATION_WITHOUT_IMAGE = "annotation_without_image"
 DUPLICATE_STEM = "duplicate_stem"
-UNREADABLE_IMAGE = "unreadable_image"
 UNREADABLE_ANNOTATION = "unreadable_annotation"
 SIZE_MISMATCH = "size_mismatch"
 FILENAME_MISMATCH = "filename_mismatch"
@@ -60,7 +62,6 @@ BOX_OUTSIDE_IMAGE = "box_outside_image"
 NEAR_DUPLICATE_BOX = "near_duplicate_box"
 CLASS_NAME_VARIANT = "class_name_variant"
 EMPTY_ANNOTATION = "empty_annotation"
-EXTENSION_MISMATCH = "extension_mismatch"
 CROWD_REGION = "crowd_region"
 
 # kind -> what happens to the data, in plain words (shown in summaries).
@@ -77,33 +78,12 @@ PROBLEM_KINDS = {
     NEAR_DUPLICATE_BOX: "two boxes of one class almost on top of each other - both kept",
     CLASS_NAME_VARIANT: "class names differing only in case/spaces - kept as separate classes",
     EMPTY_ANNOTATION: "annotation without boxes - used as a background image (information)",
-    EXTENSION_MISMATCH: "image whose bytes are another format than its extension says - used (information)",
+    EXTENSION_MISMATCH: EXTENSION_MISMATCH_MEANING,
     CROWD_REGION: "crowd region (COCO iscrowd=1, BBBC041 'difficult') - not trained on, ignored by QC (information)",
 }
 # IoU above which two same-class boxes count as one object annotated twice. 0.8, not 0.9:
 # BCCD's double-clicked RBC pairs have IoU 0.83-0.93, while real neighbouring cells stay below 0.6.
 NEAR_DUPLICATE_IOU = 0.8
-EXAMPLES_PER_KIND = 3
-
-
-@dataclasses.dataclass
-class Problem:
-    """One finding of the doctor.
-
-    Attributes:
-        kind: one of ``PROBLEM_KINDS`` (e.g. "zero_area_box").
-        file: file name relative to the folder the user gave (image or XML), or for a JSON file
-            ``"train.json [a.png]"`` (the JSON and the image) or ``"train.json"``.
-        object_index: 0-based position of the box in ``annotation.objects``; None for file-level problems.
-        message: one line saying what is wrong and what the doctor did about it.
-        fix: one sentence saying how the user can fix it.
-    """
-
-    kind: str
-    file: str
-    object_index: int | None
-    message: str
-    fix: str
 
 
 @dataclasses.dataclass
@@ -253,37 +233,6 @@ def _class_name_variants(items: list[DatasetItem], usable: dict[str, list[voc.Vo
                     f"({counts[main]} boxes) only in upper/lower case or spaces; they are trained as two classes.",
                     f"Rename {name!r} to {main!r} in your annotation tool (or the XML files) so they are one class."))
     return problems
-
-
-# ---------------------------------------------------------------- image files (shared by every task's doctor)
-
-UNREADABLE_IMAGE_FIX = "Re-export the image (PNG, JPEG or TIFF) or delete the file; it is left out of training."
-
-
-def check_image_file(path: pathlib.Path, file: str,
-                     left_out: str = "it is left out") -> tuple[images.ImageCheck | None, list[Problem]]:
-    """Decode one image in full, as training will, and say what is wrong with it.
-
-    Args:
-        path: the image file; file: its name as shown (relative to the user's folder).
-        left_out: what happens when it is unreadable, e.g. "it and a.xml are left out".
-
-    Returns:
-        (check, problems): ``check`` None and one ``unreadable_image`` problem when it cannot be
-        decoded; else the decoded size, plus an ``extension_mismatch`` note when the bytes are
-        another format than the extension says (it is still used: the decoder goes by the bytes).
-    """
-    try:
-        check = images.check_image(path)
-    except images.ImageReadError as error:
-        return None, [Problem(UNREADABLE_IMAGE, file, None, f"{file}: cannot be decoded ({error.reason}); "
-                              f"{left_out}.", UNREADABLE_IMAGE_FIX)]
-    if check.extension_note is None:
-        return check, []
-    renamed = pathlib.PurePosixPath(file).stem + images.FORMAT_EXTENSIONS[check.content_format]
-    return check, [Problem(EXTENSION_MISMATCH, file, None, f"{file}: {check.extension_note}; it is decoded by its "
-                           "content and used.", f"Nothing to fix for training; rename it to {renamed} so that "
-                           "other programs open it too.")]
 
 
 # ---------------------------------------------------------------- the dataset
@@ -461,26 +410,8 @@ class DetectionDataset:
             output_dir = tempfile.mkdtemp(prefix="dataset_check_")
         folder = pathlib.Path(output_dir)
         paths = self.plot_statistics(folder) + [self.plot_example(folder / "example_annotated_image.png")]
-        _display_images(paths)
+        display.show_images(paths)
         return paths
-
-
-def problem_lines(problems: list[Problem], counts: dict[str, int], descriptions: dict[str, str],
-                  where_listed: str) -> list[str]:
-    """Text lines listing problems by kind: count, what it means, a few examples and the fix.
-
-    Shared by every task's doctor. Args: ``counts`` kind -> count in display order; ``descriptions``
-    kind -> one sentence; ``where_listed`` where the full list is (e.g. a file name).
-    """
-    lines = [f"{len(problems)} problems found:"]
-    for kind, count in counts.items():
-        examples = [problem for problem in problems if problem.kind == kind]
-        lines.append(f"* {kind} ({count}): {descriptions.get(kind, kind)}")
-        lines.extend(f"    {problem.message}" for problem in examples[:EXAMPLES_PER_KIND])
-        if count > EXAMPLES_PER_KIND:
-            lines.append(f"    ... and {count - EXAMPLES_PER_KIND} more (see {where_listed}).")
-        lines.append(f"    Fix: {examples[0].fix}")
-    return lines
 
 
 def _summary(values: Iterable[float]) -> dict[str, float]:
@@ -491,41 +422,14 @@ def _summary(values: Iterable[float]) -> dict[str, float]:
     return {"min": float(min(values)), "median": float(statistics_module.median(values)), "max": float(max(values))}
 
 
-def _display_images(paths: list[pathlib.Path]) -> None:
-    """Show PNGs inline when running under IPython; do nothing elsewhere."""
-    try:
-        import IPython
-        import IPython.display
-    except ImportError:
-        return
-    if IPython.get_ipython() is None:
-        return
-    for path in paths:
-        IPython.display.display(IPython.display.Image(filename=str(path)))
-
-
-# ---------------------------------------------------------------- plots
-# Figures are made with matplotlib.figure.Figure (not pyplot): no global backend is changed,
-# nothing pops up in a notebook, and nothing is left open after saving.
-
-
-def _new_figure(width_inches: float, height_inches: float):
-    import matplotlib.figure
-
-    return matplotlib.figure.Figure(figsize=(width_inches, height_inches), dpi=100, layout="constrained")
-
-
-def _save(figure, path: pathlib.Path) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+# ---------------------------------------------------------------- plots (``helpers.figures``)
 
 
 def _plot_class_counts(dataset: DetectionDataset, path: pathlib.Path) -> pathlib.Path:
     """Horizontal bars: usable boxes per class, labelled with the number of images containing it."""
     stats = dataset.statistics()
     names = dataset.classes
-    figure = _new_figure(7, 1.2 + 0.45 * max(1, len(names)))
+    figure = figures.new_figure(7, 1.2 + 0.45 * max(1, len(names)))
     axes = figure.add_subplot()
     colours = dataset.class_colours()
     counts = [stats["objects_per_class"][name] for name in names]
@@ -537,25 +441,25 @@ def _plot_class_counts(dataset: DetectionDataset, path: pathlib.Path) -> pathlib
     axes.set_xlim(0, max(counts + [1]) * 1.45)
     axes.set_xlabel("usable boxes")
     axes.set_title(f"Boxes per class ({stats['images']} images)")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def _plot_objects_per_image(dataset: DetectionDataset, path: pathlib.Path) -> pathlib.Path:
     """Histogram of usable boxes per image, one bar per count."""
     counts = [len(dataset.usable_objects(item)) for item in dataset.items]
-    figure = _new_figure(7, 3.5)
+    figure = figures.new_figure(7, 3.5)
     axes = figure.add_subplot()
     highest = max(counts + [0])
     axes.hist(counts, bins=np.arange(-0.5, highest + 1.5, 1.0), color="tab:gray", edgecolor="white")
     axes.set_xlabel("boxes in the image")
     axes.set_ylabel("images")
     axes.set_title(f"Boxes per image ({len(counts)} images)")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def _plot_box_sizes(dataset: DetectionDataset, path: pathlib.Path) -> pathlib.Path:
     """Scatter of box width against height in pixels, one colour per class."""
-    figure = _new_figure(6, 5)
+    figure = figures.new_figure(6, 5)
     axes = figure.add_subplot()
     colours = dataset.class_colours()
     for name in dataset.classes:
@@ -567,7 +471,7 @@ def _plot_box_sizes(dataset: DetectionDataset, path: pathlib.Path) -> pathlib.Pa
     axes.set_title("Box sizes per class")
     if dataset.classes:
         axes.legend(loc="best", markerscale=2)
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 def _example_stem(dataset: DetectionDataset) -> str | None:
@@ -587,9 +491,9 @@ def _plot_example(dataset: DetectionDataset, path: pathlib.Path, stem: str | Non
 
     stem = stem if stem is not None else _example_stem(dataset)
     if stem is None:
-        figure = _new_figure(6, 2)
+        figure = figures.new_figure(6, 2)
         figure.text(0.5, 0.5, "No usable image/annotation pair to show.", ha="center", va="center")
-        return _save(figure, path)
+        return figures.save_figure(figure, path)
     item = dataset._items_by_stem.get(stem)
     if item is None:
         raise errors.DatasetError(f"{stem}: not a usable image of this dataset. Choose one of "
@@ -597,7 +501,7 @@ def _plot_example(dataset: DetectionDataset, path: pathlib.Path, stem: str | Non
     pixels = images.read_image(item.image_path)
     height, width = pixels.shape[:2]
     scale = 9.0 / max(width, height)
-    figure = _new_figure(max(3.0, width * scale), max(3.0, height * scale) + 0.4)
+    figure = figures.new_figure(max(3.0, width * scale), max(3.0, height * scale) + 0.4)
     axes = figure.add_subplot()
     axes.imshow(pixels)
     colours = dataset.class_colours()
@@ -609,7 +513,7 @@ def _plot_example(dataset: DetectionDataset, path: pathlib.Path, stem: str | Non
                   bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     axes.set_axis_off()
     axes.set_title(f"{item.image_path.name}: {len(dataset.usable_objects(item))} boxes")
-    return _save(figure, path)
+    return figures.save_figure(figure, path)
 
 
 # ---------------------------------------------------------------- loading
@@ -789,11 +693,22 @@ def _pair_readers(images_dir: pathlib.Path, annotations_path: pathlib.Path,
     return readers, annotation_format, source.description()
 
 
-def _progress(iterable: Iterable, total: int, enabled: bool):
-    from tqdm import tqdm
+def require_annotations(field_name: str, annotations: str) -> pathlib.Path:
+    """The annotations typed in a form field: a folder of VOC .xml files or one COCO / BBBC041 .json file.
 
-    return tqdm(iterable, total=total, desc="Checking images and annotations", unit="pair", disable=not enabled,
-                file=sys.stderr, leave=False)
+    Raises:
+        DatasetError: the field is empty or the path does not exist; the JSON cannot be read.
+        ConfigError: a file that is not one of the accepted formats (the error names them).
+    """
+    path = pathlib.Path(str(annotations)).expanduser()
+    if not str(annotations).strip():
+        raise errors.DatasetError(f"{field_name}: empty. Type the folder of your .xml annotations, or your COCO or "
+                                  "BBBC041 .json file, in form 1.1.")
+    if not path.exists():
+        raise errors.DatasetError(f"{field_name}: {path} does not exist. Check the path in form 1.1 (a folder of "
+                                  f".xml files, or a .json file).{workflow.DRIVE_HINT}")
+    annotation_formats.detect_format(path)
+    return path
 
 
 def load_detection_dataset(images_dir: str | pathlib.Path, annotations_dir: str | pathlib.Path,
@@ -826,7 +741,8 @@ def load_detection_dataset(images_dir: str | pathlib.Path, annotations_dir: str 
     images.list_images(images_dir)  # a missing image folder is named before the annotations
     readers, annotation_format, description = _pair_readers(images_dir, annotations_dir, problems)
     items, usable, kept_by_stem = [], {}, {}
-    for read in _progress(readers, len(readers), progress):
+    for read in progress_module.bar(readers, "Checking images and annotations", unit="pair", enabled=progress,
+                                    leave=False):
         item, pair_problems = read()
         problems.extend(pair_problems)
         if item is None:

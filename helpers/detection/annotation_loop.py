@@ -1,0 +1,244 @@
+"""The annotation loop: rank new images by how unsure the model is, and pre-annotate the first ones.
+
+Correcting boxes is much faster than drawing them, and the images worth correcting first are
+those the model is least sure about. From the detections that section 6 (``predict_folder``)
+already made — every candidate the model reported, down to ``predict.CANDIDATE_SCORE_FLOOR`` —
+this module computes, for each image,
+
+    uncertainty = sum over the image's candidates with score s >= 0.05 of min(s, 1 - s)
+
+and writes into the results folder (never the images folder, never over an existing file):
+
+* ``annotate_next.csv`` — one row per image, most uncertain first: ``rank, image, uncertainty,
+  detections`` (boxes with score >= the score threshold), ``middling_detections`` (scores in
+  ``MIDDLING_SCORES``), ``score_threshold``, ``pre_annotation`` (the XML's path relative to the
+  results folder, empty below the top N);
+* ``pre_annotations/<stem>.xml`` for the top N images — PASCAL VOC with the boxes at the score
+  threshold and their class names (no ``<score>``), which LabelImg and CVAT open for correcting;
+* ``annotate_next.png`` — the first images with those boxes drawn.
+
+Why this score. ``min(s, 1 - s)`` is the chance that the box's yes/no call is wrong if its
+score were a calibrated probability: 0 for a box the model is sure about either way (s near 1
+or near 0), 0.5 for a coin flip. Summed over an image it is the expected number of boxes a
+person will have to fix there, which is what a round of correction is spent on: an image with
+twenty boxes at 0.4 ranks above one with a single box at 0.5 (a mean would reverse that). It
+needs no extra model run, is defined for every image (0 when the model reports nothing), and
+does not depend on the score threshold chosen. Candidates below 0.05 are left out: the model
+does not report them (its detection generator's floor), so the score stays the same whatever
+threshold a run uses. Its blind spot: an image on which the model sees nothing at all scores 0
+and comes last; look at those images too (they are listed, with 0 detections).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import pathlib
+from typing import Mapping, Sequence
+
+from helpers import display, errors, figures, images, qc
+from helpers.detection import outputs
+from helpers.detection.predict import CANDIDATE_SCORE_FLOOR
+
+ANNOTATE_NEXT_CSV = "annotate_next.csv"
+ANNOTATE_NEXT_FIGURE = "annotate_next.png"
+PRE_ANNOTATIONS = "pre_annotations"
+ANNOTATE_NEXT_COLUMNS = ("rank", "image", "uncertainty", "detections", "middling_detections", "score_threshold",
+                         "pre_annotation")
+# Scores with min(s, 1 - s) >= 0.2: the model gives its call at least a 1-in-5 chance of being wrong.
+MIDDLING_SCORES = (0.2, 0.8)
+UNCERTAINTY_DECIMALS = 4
+FIGURE_IMAGES = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageUncertainty:
+    """How unsure the model is about one image.
+
+    Attributes:
+        image: the image file name.
+        uncertainty: sum of min(s, 1 - s) over its candidates with score s >= 0.05 (0 for none).
+        detections: candidates with score >= the score threshold (the boxes a person sees).
+        middling: candidates with a score inside ``MIDDLING_SCORES`` (inclusive).
+    """
+
+    image: str
+    uncertainty: float
+    detections: int
+    middling: int
+
+
+def detection_uncertainty(score: float) -> float:
+    """min(s, 1 - s) of a score s in 0..1 (outside it is clipped): 0 = sure, 0.5 = a coin flip."""
+    score = min(1.0, max(0.0, float(score)))
+    return min(score, 1.0 - score)
+
+
+def image_uncertainty(image: str, candidates: Sequence[outputs.Detection], score_threshold: float) -> ImageUncertainty:
+    """The uncertainty of one image from all the detections the model reported for it.
+
+    Args:
+        image: the image file name.
+        candidates: its detections at any score (those below ``CANDIDATE_SCORE_FLOOR`` are ignored).
+        score_threshold: the run's threshold (0..1), for the ``detections`` count only.
+    """
+    scores = [detection.score for detection in candidates if detection.score >= CANDIDATE_SCORE_FLOOR]
+    low, high = MIDDLING_SCORES
+    # fsum is exactly rounded, so the value does not depend on the order of the detections.
+    return ImageUncertainty(image=image, uncertainty=math.fsum(detection_uncertainty(score) for score in scores),
+                            detections=sum(detection.score >= score_threshold for detection in candidates),
+                            middling=sum(low <= score <= high for score in scores))
+
+
+def rank_images(candidates: Mapping[str, Sequence[outputs.Detection]], score_threshold: float) -> list[ImageUncertainty]:
+    """Every image, most uncertain first.
+
+    Args:
+        candidates: image file name -> every detection the model reported for it (may be []).
+        score_threshold: the run's score threshold (0..1).
+
+    Returns:
+        One ``ImageUncertainty`` per image. Ties are broken by more middling detections, then by
+        more detections, then by file name, so the order never depends on the folder listing.
+    """
+    ranked = [image_uncertainty(image, found, score_threshold) for image, found in candidates.items()]
+    return sorted(ranked, key=lambda row: (-row.uncertainty, -row.middling, -row.detections, row.image))
+
+
+def _require_new(paths: Sequence[pathlib.Path]) -> None:
+    """ConfigError naming the first of ``paths`` that exists: earlier results are never overwritten."""
+    for path in paths:
+        if path.exists():
+            raise errors.ConfigError(f"{path}: already exists (an earlier ranking of these predictions). Run cell 6 "
+                                     "(Predict) again for a new results folder; earlier results are never overwritten.")
+
+
+def write_pre_annotations(ranking: Sequence[ImageUncertainty], candidates: Mapping[str, Sequence[outputs.Detection]],
+                          image_sizes: Mapping[str, tuple[int, int]], score_threshold: float,
+                          folder: str | pathlib.Path) -> dict[str, pathlib.Path]:
+    """Write one VOC file (boxes with score >= threshold, class names, no scores) per image of ``ranking``.
+
+    Args:
+        ranking: the images to pre-annotate, in order.
+        candidates: image file name -> its detections.
+        image_sizes: image file name -> (width, height) pixels, written as ``<size>``.
+        score_threshold: lowest score written as a box.
+        folder: the new ``pre_annotations`` folder (ConfigError if one of its files exists).
+
+    Returns:
+        image file name -> XML path (``<stem>.xml``, the name LabelImg and our training look for).
+    """
+    folder = pathlib.Path(folder)
+    paths = {row.image: folder / f"{pathlib.PurePath(row.image).stem}.xml" for row in ranking}
+    _require_new(list(paths.values()))
+    for image, path in paths.items():
+        width, height = image_sizes[image]
+        boxes = [detection for detection in candidates[image] if detection.score >= score_threshold]
+        outputs.write_voc_predictions(boxes, image, width, height, path, with_scores=False)
+    return paths
+
+
+def write_annotate_next(ranking: Sequence[ImageUncertainty], pre_annotations: Mapping[str, pathlib.Path],
+                        score_threshold: float, path: str | pathlib.Path) -> pathlib.Path:
+    """Write ``annotate_next.csv`` (``ANNOTATE_NEXT_COLUMNS``, UTF-8); ConfigError if it exists.
+
+    ``pre_annotation`` is the XML's path relative to the CSV's folder (empty for images without one).
+    """
+    path = pathlib.Path(path)
+    _require_new([path])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("x", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ANNOTATE_NEXT_COLUMNS)
+        for rank, row in enumerate(ranking, start=1):
+            xml = pre_annotations.get(row.image)
+            writer.writerow([rank, row.image, f"{row.uncertainty:.{UNCERTAINTY_DECIMALS}f}", row.detections,
+                             row.middling, f"{score_threshold:g}",
+                             xml.relative_to(path.parent).as_posix() if xml is not None else ""])
+    return path
+
+
+def plot_top_images(ranking: Sequence[ImageUncertainty], overlays: Mapping[str, pathlib.Path],
+                    path: str | pathlib.Path, count: int = FIGURE_IMAGES) -> pathlib.Path | None:
+    """Save a grid of the first ``count`` ranked images with their boxes (predict's overlays); None if none."""
+    shown = [row for row in ranking[:count] if row.image in overlays]
+    if not shown:
+        return None
+    columns = min(3, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    figure = figures.new_figure(4.5 * columns, 3.8 * rows)
+    for index, row in enumerate(shown):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(images.read_image(overlays[row.image]))
+        axes.set_title(f"{index + 1}. {row.image}\nuncertainty {row.uncertainty:.2f}, {row.detections} boxes, "
+                       f"{row.middling} middling", fontsize=9)
+        axes.set_axis_off()
+    return figures.save_figure(figure, path)
+
+
+@dataclasses.dataclass
+class AnnotationQueue:
+    """What ``queue_for_annotation`` wrote.
+
+    Attributes:
+        output_dir: the results folder of the predictions.
+        ranking: every image, most uncertain first.
+        pre_annotations: image file name -> its VOC file, for the top N.
+        csv_path: ``annotate_next.csv``.
+        figure_path: ``annotate_next.png`` (None when no image could be shown).
+        score_threshold: the threshold of the boxes counted and pre-annotated.
+    """
+
+    output_dir: pathlib.Path
+    ranking: list[ImageUncertainty]
+    pre_annotations: dict[str, pathlib.Path]
+    csv_path: pathlib.Path
+    figure_path: pathlib.Path | None
+    score_threshold: float
+
+    def table_rows(self, rows: int = 10) -> list[list]:
+        """The first ``rows`` rows of annotate_next.csv, the header first."""
+        table = [["rank", "image", "uncertainty", "detections", "middling", "pre-annotation"]]
+        for rank, row in enumerate(self.ranking[:rows], start=1):
+            xml = self.pre_annotations.get(row.image)
+            table.append([rank, row.image, round(row.uncertainty, 2), row.detections, row.middling,
+                          xml.name if xml is not None else ""])
+        return table
+
+    def show(self, rows: int = 10) -> None:
+        """Print the first rows of the ranking and display the first images with their boxes."""
+        print(f"{len(self.pre_annotations)} of {len(self.ranking)} images pre-annotated in "
+              f"{self.output_dir / PRE_ANNOTATIONS} (boxes with score ≥ {self.score_threshold}); full ranking in "
+              f"{self.csv_path}.")
+        print(qc.text_table(self.table_rows(rows)))
+        if self.figure_path is not None:
+            display.show_image(self.figure_path)
+
+
+def queue_for_annotation(predictions, number_to_annotate: int) -> AnnotationQueue:
+    """Rank the images of a ``predict_folder`` result and pre-annotate the ``number_to_annotate`` first.
+
+    Args:
+        predictions: ``helpers.detection.predict.PredictionResult`` (its candidates, sizes, overlays).
+        number_to_annotate: N >= 1; more than the number of images pre-annotates them all.
+
+    Returns:
+        The ``AnnotationQueue``; files are written into ``predictions.output_dir``.
+
+    Raises:
+        ConfigError: ``number_to_annotate`` is not a positive whole number; a file to write exists.
+    """
+    if isinstance(number_to_annotate, bool) or not isinstance(number_to_annotate, int) or number_to_annotate < 1:
+        raise errors.ConfigError(f"Number_to_annotate: {number_to_annotate!r} is not a whole number ≥ 1. Type how many "
+                                 "images you want to correct in this round, e.g. 10.")
+    output_dir = pathlib.Path(predictions.output_dir)
+    _require_new([output_dir / ANNOTATE_NEXT_CSV, output_dir / ANNOTATE_NEXT_FIGURE, output_dir / PRE_ANNOTATIONS])
+    threshold = predictions.score_threshold
+    ranking = rank_images(predictions.candidates, threshold)
+    pre_annotations = write_pre_annotations(ranking[:number_to_annotate], predictions.candidates,
+                                            predictions.image_sizes, threshold, output_dir / PRE_ANNOTATIONS)
+    csv_path = write_annotate_next(ranking, pre_annotations, threshold, output_dir / ANNOTATE_NEXT_CSV)
+    figure = plot_top_images(ranking[:number_to_annotate], predictions.overlays, output_dir / ANNOTATE_NEXT_FIGURE)
+    return AnnotationQueue(output_dir=output_dir, ranking=ranking, pre_annotations=pre_annotations, csv_path=csv_path,
+                           figure_path=figure, score_threshold=threshold)
