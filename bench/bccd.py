@@ -6,6 +6,7 @@ BCCD (``../shared/data/bccd``) is PASCAL VOC: ``Annotations/``, ``JPEGImages/`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import subprocess
@@ -59,3 +60,53 @@ def summary(qc: dict) -> dict:
     return {"map50": qc["map50"], "map50_95": qc["map50_95"],
             "per_class": {name: {"ap50": values["ap50"], "ap50_95": values["ap50_95"]}
                           for name, values in qc["per_class"].items()}}
+
+
+def parse_overrides(texts: list[str]) -> dict:
+    """Model Garden overrides from ``PATH=VALUE`` strings, as the nested dict ``ExperimentConfig.override`` takes.
+
+    ``["task.train_data.parser.aug_scale_min=0.5", "task.model.anchor.aspect_ratios=[0.8, 1.0, 1.25]"]``
+    -> ``{"task": {"train_data": {"parser": {"aug_scale_min": 0.5}}, "model": {"anchor": {...}}}}``.
+    VALUE is read as JSON (numbers, lists, true/false); anything else stays a string.
+    """
+    nested: dict = {}
+    for text in texts:
+        path, separator, value_text = text.partition("=")
+        if not separator or not path.strip():
+            raise SystemExit(f"--override {text!r}: expected PATH=VALUE, e.g. task.train_data.parser.aug_scale_min=0.5")
+        try:
+            value = json.loads(value_text)
+        except json.JSONDecodeError:
+            value = value_text
+        keys = path.strip().split(".")
+        node = nested
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return nested
+
+
+@contextlib.contextmanager
+def experiment_overrides(overrides: dict):
+    """Ablations only: apply ``overrides`` to every experiment ``build_experiment`` makes inside the block.
+
+    Wraps ``helpers.detection.model.build_experiment`` (strict: a misspelt key raises); the helpers'
+    code is not changed. An empty dict changes nothing.
+    """
+    from helpers.detection import model as model_module
+
+    if not overrides:
+        yield
+        return
+    original = model_module.build_experiment
+
+    def build_experiment(*args, **kwargs):
+        experiment = original(*args, **kwargs)
+        experiment.override(overrides, is_strict=True)
+        return experiment
+
+    model_module.build_experiment = build_experiment
+    try:
+        yield
+    finally:
+        model_module.build_experiment = original

@@ -29,7 +29,7 @@ REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 sys.path.insert(0, str(REPOSITORY_ROOT / "bench"))
 
-from bccd import DEFAULT_BCCD, link_split, score_with_qc, stems, summary  # noqa: E402
+from bccd import DEFAULT_BCCD, experiment_overrides, link_split, parse_overrides, score_with_qc, stems, summary  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--validation-interval", type=int, default=0,
                         help="validate every N epochs (0 = the automatic rule; 1 = every epoch, as before)")
+    parser.add_argument("--override", action="append", default=[], metavar="PATH=VALUE",
+                        help="ablation: a Model Garden experiment override, e.g. "
+                             "task.train_data.parser.aug_scale_min=0.5 (repeatable; recorded in result.json)")
+    parser.add_argument("--label", default="", help="short name of the ablation row (part of the output folder)")
     parser.add_argument("--output", default=str(REPOSITORY_ROOT / "bench" / "output"))
     parser.add_argument("--smoke", action="store_true", help="2 epochs of 2 steps at 128 px on 12 images")
     arguments = parser.parse_args(argv)
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{bccd}: BCCD not found; pass --bccd", file=sys.stderr)
         return 2
     size = 128 if arguments.smoke else arguments.image_size
-    name = f"detection_bccd-{arguments.backbone}-{size}" + ("-smoke" if arguments.smoke else "")
+    overrides = parse_overrides(arguments.override)
+    name = (f"detection_bccd-{arguments.backbone}-{size}" + (f"-{arguments.label}" if arguments.label else "")
+            + ("-smoke" if arguments.smoke else ""))
     output = pathlib.Path(arguments.output) / name / time.strftime("%Y%m%d-%H%M%S")
     config = config_module.config_from_form(
         DetectionConfig, "default", images_dir=str(bccd / "JPEGImages"), annotations_dir=str(bccd / "Annotations"),
@@ -76,13 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     run = runs.open_run_folder(config.model_path, config.model_name, config)
     run.write_label_map(dataset.classes)
     started = time.perf_counter()
-    result = train.train_detector(config, run, train_items, validation_items, dataset.classes, dataset.usable_objects,
-                                  callbacks=(train.ProgressCallback(),))
+    with experiment_overrides(overrides):
+        result = train.train_detector(config, run, train_items, validation_items, dataset.classes,
+                                      dataset.usable_objects, callbacks=(train.ProgressCallback(),))
     training_seconds = time.perf_counter() - started
     rows = history.read_history(run.history_path)
     validated_rows = [row for row in rows if not math.isnan(row["validation_seconds"])]  # empty = not validated
     validation_seconds = sum(row["validation_seconds"] for row in validated_rows)
-    export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
+    with experiment_overrides(overrides):  # the export rebuilds the model from the (overridden) experiment
+        export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
 
     test_images, test_annotations = link_split(bccd, test_stems, output / "test")
     prediction = predict.predict_folder(run.root, test_images, output / "test_predictions", progress=False,
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "detection_bccd", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
         "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg(), "config": dataclasses.asdict(config),
+        "label": arguments.label, "overrides": arguments.override,
         "train_split": arguments.train_split, "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
         "epochs": result.epochs_completed, "best_epoch": result.best_epoch, "training_seconds": round(training_seconds, 1),
         "seconds_per_epoch_median": statistics.median(row["epoch_seconds"] for row in rows),

@@ -76,3 +76,35 @@ def test_score_spread_flags_near_constant_scores():
     assert constant["fraction_within_0.01_of_median"] == 1.0 and constant["std"] < 0.001
     varied = finetune_vs_scratch.spread([0.1, 0.5, 0.9, 0.7])
     assert varied["fraction_within_0.01_of_median"] == 0.0 and varied["std"] > 0.2
+
+
+def test_ablation_overrides_become_model_garden_overrides():
+    import bccd
+
+    overrides = bccd.parse_overrides(["task.train_data.parser.aug_scale_min=0.5",
+                                      "task.train_data.parser.aug_scale_max=1.5",
+                                      "task.model.anchor.aspect_ratios=[0.8, 1.0, 1.25]"])
+    assert overrides == {"task": {"train_data": {"parser": {"aug_scale_min": 0.5, "aug_scale_max": 1.5}},
+                                  "model": {"anchor": {"aspect_ratios": [0.8, 1.0, 1.25]}}}}
+    with pytest.raises(SystemExit, match="PATH=VALUE"):
+        bccd.parse_overrides(["task.model.anchor.num_scales"])
+
+
+def test_ablation_overrides_reach_the_experiment_and_are_undone(tmp_path):
+    import bccd
+
+    from helpers import config as config_module
+    from helpers.detection import model as model_module
+    from helpers.detection.config import DetectionConfig
+
+    config = config_module.config_from_form(DetectionConfig, "quick", images_dir=str(tmp_path),
+                                            annotations_dir=str(tmp_path), model_path=str(tmp_path), model_name="r")
+    overrides = bccd.parse_overrides(["task.model.anchor.aspect_ratios=[0.8, 1.0, 1.25]",
+                                      "task.train_data.parser.match_threshold=0.4"])
+    with bccd.experiment_overrides(overrides):
+        experiment = model_module.build_experiment(config, 3)
+    assert list(experiment.task.model.anchor.aspect_ratios) == [0.8, 1.0, 1.25]
+    assert experiment.task.train_data.parser.match_threshold == 0.4
+    assert list(model_module.build_experiment(config, 3).task.model.anchor.aspect_ratios) == [0.5, 1.0, 2.0]
+    with pytest.raises(KeyError), bccd.experiment_overrides(bccd.parse_overrides(["task.model.anchor.misspelt=1"])):
+        model_module.build_experiment(config, 3)
