@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
+from typing import Callable
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_BCCD = REPOSITORY_ROOT.parent / "shared" / "data" / "bccd"
-PROJECT_PYTHON = REPOSITORY_ROOT / ".venv" / "bin" / "python"
+# The project environment runs the QC command (the YOLO venv lacks the helpers); DL4CELLS_PYTHON names another.
+PROJECT_PYTHON = pathlib.Path(os.environ.get("DL4CELLS_PYTHON") or REPOSITORY_ROOT / ".venv" / "bin" / "python")
 
 
 def stems(bccd: pathlib.Path, split: str) -> list[str]:
@@ -87,22 +90,19 @@ def parse_overrides(texts: list[str]) -> dict:
 
 
 @contextlib.contextmanager
-def experiment_overrides(overrides: dict):
-    """Ablations only: apply ``overrides`` to every experiment ``build_experiment`` makes inside the block.
+def edited_experiments(edit: Callable[[object, object], None]):
+    """Benchmarks only: call ``edit(config, experiment)`` on every experiment ``build_experiment`` makes in the block.
 
-    Wraps ``helpers.detection.model.build_experiment`` (strict: a misspelt key raises); the helpers'
-    code is not changed. An empty dict changes nothing.
+    Wraps ``helpers.detection.model.build_experiment`` (looked up at call time by the training loop,
+    ``build_model`` and the export); the helpers' code is not changed.
     """
     from helpers.detection import model as model_module
 
-    if not overrides:
-        yield
-        return
     original = model_module.build_experiment
 
-    def build_experiment(*args, **kwargs):
-        experiment = original(*args, **kwargs)
-        experiment.override(overrides, is_strict=True)
+    def build_experiment(config, *args, **kwargs):
+        experiment = original(config, *args, **kwargs)
+        edit(config, experiment)
         return experiment
 
     model_module.build_experiment = build_experiment
@@ -110,3 +110,11 @@ def experiment_overrides(overrides: dict):
         yield
     finally:
         model_module.build_experiment = original
+
+
+def experiment_overrides(overrides: dict):
+    """Ablations: ``overrides`` (from ``parse_overrides``) applied strictly to every experiment in the block
+    (a misspelt key raises KeyError). An empty dict changes nothing."""
+    if not overrides:
+        return contextlib.nullcontext()
+    return edited_experiments(lambda _config, experiment: experiment.override(overrides, is_strict=True))

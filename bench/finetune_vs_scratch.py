@@ -77,7 +77,7 @@ REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY_ROOT))
 sys.path.insert(0, str(REPOSITORY_ROOT / "bench"))
 
-from bccd import DEFAULT_BCCD, link_split, score_with_qc, stems, summary  # noqa: E402
+from bccd import DEFAULT_BCCD, edited_experiments, link_split, score_with_qc, stems, summary  # noqa: E402
 
 SHARED_DATA = REPOSITORY_ROOT.parent / "shared" / "data"
 SEED = 42
@@ -298,30 +298,19 @@ def backbone_matches(model, reference) -> bool:
     return all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.backbone.weights, reference.backbone.weights))
 
 
-@contextlib.contextmanager
 def fine_tune_norm_momentum(momentum: float | None):
     """Diagnostic only: batch-norm momentum ``momentum`` for runs with ``pretrained = "coco"`` (None = unchanged).
 
-    Wraps ``helpers.detection.model.build_experiment`` for the block; helpers' code is not changed.
+    Edits what ``helpers.detection.model.build_experiment`` returns inside the block; helpers' code is not changed.
     """
-    from helpers.detection import model as model_module
-
     if momentum is None:
-        yield
-        return
-    original = model_module.build_experiment
+        return contextlib.nullcontext()
 
-    def build_experiment(config, *args, **kwargs):
-        experiment = original(config, *args, **kwargs)
+    def edit(config, experiment) -> None:
         if config.pretrained == "coco":
             experiment.task.model.norm_activation.norm_momentum = momentum
-        return experiment
 
-    model_module.build_experiment = build_experiment
-    try:
-        yield
-    finally:
-        model_module.build_experiment = original
+    return edited_experiments(edit)
 
 
 def pretrain_detector(arguments, output, dataset, parts, bccd) -> tuple[dict, pathlib.Path, object]:

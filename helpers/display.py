@@ -39,6 +39,13 @@ def show_images(paths: Iterable[str | pathlib.Path]) -> None:
         ipython_display.display(ipython_display.Image(filename=str(path)))
 
 
+def show_result(text: str, report_path: str | pathlib.Path | None, paths: Iterable[str | pathlib.Path]) -> None:
+    """What a section-5 result shows: its metrics text, where its PDF is, then its PNGs (inline under IPython)."""
+    print(text)
+    print(f"QC report: {report_path}")
+    show_images(paths)
+
+
 def show_widget(widget: Any) -> Any:
     """Display an ipywidgets widget (or any displayable object) under IPython; returns it."""
     ipython_display = _ipython_display()

@@ -108,3 +108,21 @@ def test_ablation_overrides_reach_the_experiment_and_are_undone(tmp_path):
     assert list(model_module.build_experiment(config, 3).task.model.anchor.aspect_ratios) == [0.5, 1.0, 2.0]
     with pytest.raises(KeyError), bccd.experiment_overrides(bccd.parse_overrides(["task.model.anchor.misspelt=1"])):
         model_module.build_experiment(config, 3)
+
+
+def test_fine_tune_momentum_diagnostic_edits_only_pretrained_runs(tmp_path):
+    from helpers import config as config_module
+    from helpers.detection import model as model_module
+    from helpers.detection.config import DetectionConfig
+
+    def experiment(pretrained: str):
+        config = config_module.config_from_form(DetectionConfig, "quick", images_dir=str(tmp_path),
+                                                annotations_dir=str(tmp_path), model_path=str(tmp_path),
+                                                model_name="r", pretrained=pretrained)
+        return model_module.build_experiment(config, 3)
+
+    unchanged = experiment("coco").task.model.norm_activation.norm_momentum
+    with finetune_vs_scratch.fine_tune_norm_momentum(0.5):
+        assert experiment("coco").task.model.norm_activation.norm_momentum == 0.5
+        assert experiment("none").task.model.norm_activation.norm_momentum == unchanged != 0.5
+    assert experiment("coco").task.model.norm_activation.norm_momentum == unchanged

@@ -223,6 +223,19 @@ def test_a_trained_run_can_start_a_new_run_and_a_mismatched_model_is_refused(tra
         model_module.restore_weights(other_classes, trained["run"].root)
 
 
+def test_detection_generator_keeps_1000_candidates_per_class_not_model_gardens_5000(tmp_path):
+    """5,000 made inference 8-10x slower than the network on a CPU (docs/benchmarks.md §9); 1,000 >= any max_detections."""
+    model_module._import_model_garden()
+    from official.core import exp_factory
+
+    spec = backbones.get_backbone("spinenet49_mobile")
+    assert exp_factory.get_exp_config(spec.experiment).task.model.detection_generator.pre_nms_top_k == 5000
+    config = small_config(tmp_path, tmp_path / "models", "top_k")
+    generator = model_module.build_experiment(config, 2).task.model.detection_generator
+    assert generator.pre_nms_top_k == model_module.PRE_NMS_TOP_K == 1000
+    assert generator.pre_nms_top_k >= DetectionConfig.__dataclass_fields__["max_detections"].metadata["maximum"]
+
+
 def test_synchronised_batch_norm_only_when_several_replicas_share_a_batch(tmp_path):
     model_module._import_model_garden()  # registers Model Garden's RetinaNet experiments
     from official.core import exp_factory

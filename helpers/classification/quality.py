@@ -70,9 +70,7 @@ class QualityResult:
 
     def show(self) -> None:
         """Print the metrics table and show the plots."""
-        print(self.summary_text())
-        print(f"QC report: {self.report_path}")
-        display.show_images(list(self.plots.values()) + list(self.gradcam_figures))
+        display.show_result(self.summary_text(), self.report_path, list(self.plots.values()) + list(self.gradcam_figures))
 
     def browse(self):
         """An ipywidgets browser over the test images: image and Grad-CAM, true and predicted class, scores."""

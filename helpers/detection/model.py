@@ -41,6 +41,12 @@ from helpers.detection.config import DetectionConfig
 SCALE_JITTER = (0.8, 1.2)
 # Lowest score the model's detection generator keeps (Model Garden's default): mAP needs them.
 CANDIDATE_SCORE_THRESHOLD = 0.05
+# Candidate boxes the detection generator keeps per class before non-max suppression. Model Garden's
+# default, 5,000, made every inference (validation, export, prediction, QC) cost about 4 s per batch
+# of 8 images on the 2-core CPU once the model scores many boxes >= 0.05, 8 to 10 times the network
+# itself; 1,000 (RetinaNet's paper: the top 1k per level) costs 0.4-0.6 s (docs/benchmarks.md §9). With at
+# most max_detections (100) boxes kept per image, 1,000 candidates per class leave room for them.
+PRE_NMS_TOP_K = 1000
 # Largest number of objects per image the input pipeline keeps for evaluation ground truth.
 MAX_OBJECTS_PER_IMAGE = 300
 # Batch-norm momentum when training from scratch. Model Garden's 0.99 suits COCO-length runs; on a
@@ -147,6 +153,7 @@ def build_experiment(config: DetectionConfig, num_classes: int, train_records: s
             "input_size": [size, size, 3],
             "detection_generator": {
                 "pre_nms_score_threshold": min(config.score_threshold, CANDIDATE_SCORE_THRESHOLD),
+                "pre_nms_top_k": PRE_NMS_TOP_K,  # >= max_detections (its field maximum is 1,000)
                 "nms_iou_threshold": config.nms_iou_threshold,
                 "max_num_detections": config.max_detections,
             },

@@ -77,9 +77,7 @@ class QualityResult:
 
     def show(self) -> None:
         """Print the metrics tables and show the plots."""
-        print(self.summary_text())
-        print(f"QC report: {self.report_path}")
-        display.show_images(list(self.plots.values()) + list(self.gradcam_figures))
+        display.show_result(self.summary_text(), self.report_path, list(self.plots.values()) + list(self.gradcam_figures))
 
 
 def _test_items(run: runs.RunFolder, config: GradingConfig, test_images: str, test_labels_csv: str):
