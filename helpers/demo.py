@@ -20,7 +20,7 @@ from helpers.detection import demo_data
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DETECTION_NOTEBOOK = REPOSITORY_ROOT / "notebooks" / "detection_retinanet.ipynb"
-# 30 epochs of the quick preset: QC mAP50 0.99 on the 6 held-out images (docs/benchmarks.md, "The demo
+# 30 epochs of the quick preset: QC mAP50 0.93 on the 6 held-out images (docs/benchmarks.md §9c, "The demo
 # learns"); the 2 epochs of the quick preset alone leave a model that finds nothing (mAP50 0.000).
 DEMO_EPOCHS = 30
 
