@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", default=[], metavar="PATH=VALUE",
                         help="ablation: a Model Garden experiment override, e.g. "
                              "task.train_data.parser.aug_scale_min=0.5 (repeatable; recorded in result.json)")
+    parser.add_argument("--box-iou-loss-weight", type=float, default=0.0,
+                        help="ablation: weight of the GIoU box term next to the Huber term (0 = off, the default)")
     parser.add_argument("--label", default="", help="short name of the ablation row (part of the output folder)")
     parser.add_argument("--output", default=str(REPOSITORY_ROOT / "bench" / "output"))
     parser.add_argument("--smoke", action="store_true", help="2 epochs of 2 steps at 128 px on 12 images")
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         model_path=str(output), model_name="run", backbone=arguments.backbone, pretrained="none",
         image_size=size, epochs=2 if arguments.smoke else arguments.epochs, batch_size=arguments.batch_size,
         learning_rate=arguments.learning_rate, steps_per_epoch=2 if arguments.smoke else 0,
-        validation_interval=arguments.validation_interval)
+        validation_interval=arguments.validation_interval, box_iou_loss_weight=arguments.box_iou_loss_weight)
     dataset = detection_dataset.load_detection_dataset(config.images_dir, config.annotations_dir, progress=False)
     by_stem = {item.stem: item for item in dataset.items}
     train_items = [by_stem[stem] for stem in stems(bccd, arguments.train_split) if stem in by_stem]
@@ -81,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         train_items, validation_items, test_stems = train_items[:8], validation_items[:2], test_stems[:2]
     run = runs.open_run_folder(config.model_path, config.model_name, config)
     run.write_label_map(dataset.classes)
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     with experiment_overrides(overrides):
         result = train.train_detector(config, run, train_items, validation_items, dataset.classes,
                                       dataset.usable_objects, callbacks=(train.ProgressCallback(),))
-    training_seconds = time.perf_counter() - started
+    training_seconds, training_cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     rows = history.read_history(run.history_path)
     validated_rows = [row for row in rows if not math.isnan(row["validation_seconds"])]  # empty = not validated
     validation_seconds = sum(row["validation_seconds"] for row in validated_rows)
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "label": arguments.label, "overrides": arguments.override,
         "train_split": arguments.train_split, "train_images": len(train_items), "validation_images": len(validation_items), "test_images": len(test_stems),
         "epochs": result.epochs_completed, "best_epoch": result.best_epoch, "training_seconds": round(training_seconds, 1),
+        "training_cpu_seconds": round(training_cpu_seconds, 1),
         "seconds_per_epoch_median": statistics.median(row["epoch_seconds"] for row in rows),
         "validation_seconds": round(validation_seconds, 1),
         "validation_share_of_training_wall_time": round(validation_seconds / training_seconds, 4),

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=14, help="our epochs; their wall time is YOLO's budget")
     parser.add_argument("--ours-result", type=pathlib.Path, help="result.json of a finished detection_bccd.py run")
+    parser.add_argument("--yolo-threads", type=int, default=2,
+                        help="torch threads and data-loader workers of the YOLO side (2 measured best, §9d)")
     parser.add_argument("--output", type=pathlib.Path, default=REPOSITORY_ROOT / "bench" / "output" / "detection_vs_yolo")
     parser.add_argument("--smoke", action="store_true", help="tiny runs of both sides (YOLO gets 30 s)")
     arguments = parser.parse_args(argv)
@@ -116,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     budget = 30.0 if arguments.smoke else float(ours["training_seconds"])
     subprocess.run([str(yolo_python), str(REPOSITORY_ROOT / "bench" / "yolo_bccd.py"), "--data", str(dataset_yaml),
                     "--test-images", str(test_images), "--budget-seconds", str(budget), "--image-size", str(image_size),
-                    "--batch-size", str(ours["config"]["batch_size"]), "--output", str(output / "yolo")], check=True)
+                    "--batch-size", str(ours["config"]["batch_size"]), "--threads", str(arguments.yolo_threads),
+                    "--output", str(output / "yolo")], check=True)
     yolo = json.loads((output / "yolo" / "yolo_result.json").read_text(encoding="utf-8"))
 
     sides = {"ours (RetinaNet " + ours["config"]["backbone"] + ")": (ours, ours["predictions_csv"]),
              "YOLOv8n": (yolo, yolo["predictions_csv"])}
     rows = {}
     for name, (result, csv_path) in sides.items():
-        rows[name] = {"training_seconds": result["training_seconds"],
+        cpu = result.get("training_cpu_seconds", result.get("validation_metrics_last", {}).get("training_cpu_seconds"))
+        rows[name] = {"training_seconds": result["training_seconds"], "training_cpu_seconds": cpu,
                       **summary(score_with_qc(pathlib.Path(csv_path), test_annotations, test_images))}
     rows["YOLOv8n"]["epochs"] = yolo["validation_metrics_last"].get("epochs_completed")
     rows[next(iter(rows))]["epochs"] = ours["epochs"]

@@ -10,6 +10,8 @@ our QC command reads (``filename,class,score,xmin,ymin,xmax,ymax``, pixels of th
 
     bench/.venv-yolo/bin/python bench/yolo_bccd.py --data D/dataset.yaml --test-images T \\
         --budget-seconds 1500 --image-size 384 --batch-size 8 --output O
+    # the thread table: a fixed number of epochs instead of a budget, at 1 or 2 torch threads
+    bench/.venv-yolo/bin/python bench/yolo_bccd.py ... --epochs 3 --threads 1 --output O
 """
 
 from __future__ import annotations
@@ -24,9 +26,20 @@ import sys
 import time
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (the data-loader workers)."""
+    import resource
+
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def train(data: pathlib.Path, image_size: int, batch_size: int, budget_seconds: float, threads: int,
-          output: pathlib.Path, seed: int) -> tuple[pathlib.Path, float, dict]:
-    """Train YOLOv8n from its yaml on the CPU; (best weights, wall seconds, last metrics)."""
+          output: pathlib.Path, seed: int, epochs: int = 0) -> tuple[pathlib.Path, float, dict]:
+    """Train YOLOv8n from its yaml on the CPU; (best weights, wall seconds, last metrics).
+
+    ``epochs`` > 0 trains exactly that many epochs (the thread table); 0 trains for ``budget_seconds``.
+    """
     import torch
     import ultralytics
     from ultralytics.utils import torch_utils
@@ -35,14 +48,16 @@ def train(data: pathlib.Path, image_size: int, batch_size: int, budget_seconds: 
     # TensorFlow side uses every core, so YOLO gets the same number (recorded in the result).
     torch_utils.NUM_THREADS = threads
     model = ultralytics.YOLO("yolov8n.yaml")
-    started = time.perf_counter()
-    model.train(data=str(data), imgsz=image_size, batch=batch_size, epochs=1000, time=budget_seconds / 3600,
+    started, started_cpu = time.perf_counter(), cpu_seconds()
+    schedule = {"epochs": epochs} if epochs > 0 else {"epochs": 1000, "time": budget_seconds / 3600}
+    model.train(data=str(data), imgsz=image_size, batch=batch_size, **schedule,
                 device="cpu", workers=threads, pretrained=False, amp=False, plots=False, seed=seed,
                 project=str(output), name="train", exist_ok=True, verbose=False)
     seconds = time.perf_counter() - started
     metrics = dict(getattr(model.trainer, "metrics", {}) or {})
     metrics["epochs_completed"] = int(model.trainer.epoch) + 1
     metrics["torch_threads"] = torch.get_num_threads()
+    metrics["training_cpu_seconds"] = round(cpu_seconds() - started_cpu, 1)
     return pathlib.Path(model.trainer.best), seconds, metrics
 
 
@@ -72,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="Ultralytics dataset yaml")
     parser.add_argument("--test-images", required=True)
-    parser.add_argument("--budget-seconds", type=float, required=True)
+    parser.add_argument("--budget-seconds", type=float, default=0.0)
+    parser.add_argument("--epochs", type=int, default=0, help="train exactly N epochs instead of --budget-seconds")
     parser.add_argument("--image-size", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -80,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True)
     arguments = parser.parse_args(argv)
+    if (arguments.budget_seconds > 0) == (arguments.epochs > 0):
+        parser.error("give exactly one of --budget-seconds and --epochs")
     output = pathlib.Path(arguments.output)
     output.mkdir(parents=True, exist_ok=True)
     weights, training_seconds, metrics = train(pathlib.Path(arguments.data), arguments.image_size,
                                                arguments.batch_size, arguments.budget_seconds, arguments.threads,
-                                               output, arguments.seed)
+                                               output, arguments.seed, arguments.epochs)
     csv_path = output / "predictions.csv"
     rows, prediction_seconds = predict(weights, pathlib.Path(arguments.test_images), arguments.image_size, csv_path,
                                        arguments.score_threshold)
@@ -94,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "ultralytics": ultralytics.__version__, "arguments": vars(arguments),
               "training_seconds": round(training_seconds, 1), "prediction_seconds": round(prediction_seconds, 1),
+              "training_seconds_per_epoch": round(training_seconds / max(metrics["epochs_completed"], 1), 1),
               "weights": str(weights), "predictions_csv": str(csv_path), "detections": rows,
               "validation_metrics_last": {key: float(value) if isinstance(value, (int, float)) else value
                                           for key, value in metrics.items()}}

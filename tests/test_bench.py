@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import time
 
 import pytest
 
@@ -126,3 +127,53 @@ def test_fine_tune_momentum_diagnostic_edits_only_pretrained_runs(tmp_path):
         assert experiment("coco").task.model.norm_activation.norm_momentum == 0.5
         assert experiment("none").task.model.norm_activation.norm_momentum == unchanged != 0.5
     assert experiment("coco").task.model.norm_activation.norm_momentum == unchanged
+
+
+def test_sync_bn_switch_of_the_speed_bench_keeps_model_garden_setting_only_inside(tmp_path):
+    import detection_speed
+
+    from helpers import config as config_module
+    from helpers.detection import model as model_module
+    from helpers.detection.config import DetectionConfig
+
+    config = config_module.config_from_form(DetectionConfig, "quick", images_dir=str(tmp_path),
+                                            annotations_dir=str(tmp_path), model_path=str(tmp_path), model_name="r")
+    with detection_speed.keep_model_garden_sync_bn():
+        assert model_module.build_experiment(config, 3, replicas=1).task.model.norm_activation.use_sync_bn
+    assert not model_module.build_experiment(config, 3, replicas=1).task.model.norm_activation.use_sync_bn
+    assert model_module.build_experiment(config, 3, replicas=2).task.model.norm_activation.use_sync_bn
+
+
+def test_thread_limit_of_the_speed_bench_reaches_the_input_pipeline():
+    import detection_speed
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.range(3)
+    assert detection_speed.with_threads(dataset, 0) is dataset
+    limited = detection_speed.with_threads(dataset, 1).options().threading
+    assert (limited.private_threadpool_size, limited.max_intra_op_parallelism) == (1, 1)
+
+
+def test_speed_bench_counts_cpu_seconds_of_the_timed_calls_only():
+    import detection_speed
+
+    calls = []
+
+    def busy():
+        calls.append(1)
+        end = time.process_time() + 0.05
+        while time.process_time() < end:
+            pass
+
+    wall, cpu = detection_speed.time_steps_with_cpu(busy, warmup=1, steps=3)
+    assert len(calls) == 4
+    assert 0.04 <= cpu <= 0.5 and 0.04 <= wall <= 5
+
+
+def test_yolo_side_takes_a_budget_or_a_number_of_epochs_not_both(capsys):
+    import yolo_bccd
+
+    for arguments in ([], ["--budget-seconds", "60", "--epochs", "2"]):
+        with pytest.raises(SystemExit):
+            yolo_bccd.main(["--data", "d.yaml", "--test-images", "t", "--output", "o", *arguments])
+        assert "exactly one of --budget-seconds and --epochs" in capsys.readouterr().err

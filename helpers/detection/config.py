@@ -53,6 +53,9 @@ class DetectionConfig:
                                               maximum=100.0)
     box_loss_weight: float = field(50.0, "Weight of the box regression loss (Model Garden default 50).",
                                    minimum=0.0, maximum=1000.0)
+    box_iou_loss_weight: float = field(0.0, "Weight of an extra GIoU loss on the decoded boxes of positive anchors, "
+                                            "next to the box loss (0 = off, Model Garden's loss).", minimum=0.0,
+                                       maximum=100.0)
     focal_alpha: float = field(0.25, "Focal-loss alpha: weight of positive anchors.", minimum=0.0, maximum=1.0)
     focal_gamma: float = field(1.5, "Focal-loss gamma: how strongly easy examples are down-weighted.",
                                minimum=0.0, maximum=10.0)
@@ -65,9 +68,9 @@ class DetectionConfig:
     mixed_precision: str = field("auto", precision.HELP, choices=precision.CHOICES)
     steps_per_epoch: int = field(0, "Training steps per epoch (0 = one pass over the training images).",
                                  minimum=0, maximum=100000)
-    validation_interval: int = field(0, "Validate every N epochs (and always in the last fifth of the epochs). "
+    validation_interval: int = field(0, "Validate every N epochs (and always in the last tenth of the epochs). "
                                         "0 = automatic: every epoch on a GPU or TPU; on a CPU every "
-                                        "⌈epochs / 10⌉ epochs.", minimum=0, maximum=1000)
+                                        "⌈epochs / 4⌉ epochs.", minimum=0, maximum=1000)
 
     PRESETS = {
         "default": {},

@@ -234,8 +234,10 @@ def build_model(config: DetectionConfig, num_classes: int) -> tf_keras.Model:
     return build_model_from_experiment(build_experiment(config, num_classes))
 
 
-def weighted_total_loss(task, outputs: dict, labels: dict, aux_losses, classification_loss_weight: float):
-    """Model Garden's RetinaNet loss with the focal term scaled by ``classification_loss_weight``.
+def weighted_total_loss(task, outputs: dict, labels: dict, aux_losses, classification_loss_weight: float,
+                        box_iou_loss_weight: float = 0.0):
+    """Model Garden's RetinaNet loss with the focal term scaled by ``classification_loss_weight``, plus
+    ``box_iou_loss_weight`` × the GIoU term of ``box_iou_loss`` (Model Garden has no IoU-aware box loss).
 
     Args:
         task: the ``RetinaNetTask`` (its ``build_losses`` computes the focal and Huber terms).
@@ -243,15 +245,49 @@ def weighted_total_loss(task, outputs: dict, labels: dict, aux_losses, classific
         labels: the parser's labels (anchor targets and weights).
         aux_losses: ``model.losses`` (L2 weight decay).
         classification_loss_weight: factor on the focal loss (1 = Model Garden's loss).
+        box_iou_loss_weight: factor on ``box_iou_loss`` (0 = Model Garden's loss, the term is not built).
 
     Returns:
         (total_loss, classification_loss, box_loss) scalar float32 tensors; the class and box
-        losses are unweighted, as Model Garden reports them.
+        losses are unweighted, as Model Garden reports them (box_loss is the Huber term).
     """
     total_loss, class_loss, box_loss, _ = task.build_losses(outputs=outputs, labels=labels, aux_losses=aux_losses)
     loss_weight = task.task_config.losses.loss_weight
     total_loss += (classification_loss_weight - 1.0) * loss_weight * class_loss
+    if box_iou_loss_weight > 0:
+        total_loss += loss_weight * box_iou_loss_weight * box_iou_loss(task, outputs, labels)
     return total_loss, class_loss, box_loss
+
+
+def box_iou_loss(task, outputs: dict, labels: dict):
+    """Mean of (1 − GIoU) between predicted and target boxes over the positive anchors of a batch.
+
+    Both boxes are decoded from the anchor-relative encoding (dy, dx, dh, dw) against one unit
+    anchor instead of each box's own anchor: IoU and GIoU are unchanged when both boxes are shifted
+    and scaled along each axis by the same amounts, so the value equals the GIoU of the decoded boxes
+    in image pixels, without the anchor coordinates.
+
+    Args:
+        task: the ``RetinaNetTask`` (its box coder weights).
+        outputs: ``box_outputs`` {level: [B, H, W, 4 × anchors]} float32.
+        labels: ``box_targets`` (same layout) and ``box_weights`` [B, anchors of all levels] (1 = positive).
+
+    Returns:
+        Scalar float32: Σ weight × (1 − GIoU) / (Σ weight + 1), normalised as Model Garden's box loss; in [0, 2).
+    """
+    from official.projects.yolo.ops import box_ops as yolo_box_ops
+    from official.vision.losses import loss_utils
+    from official.vision.ops import box_ops
+
+    coder_weights = task.task_config.model.detection_generator.box_coder_weights
+    unit_anchor = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32)
+    target = box_ops.decode_boxes(loss_utils.multi_level_flatten(labels["box_targets"], last_dim=4), unit_anchor,
+                                  coder_weights)
+    predicted = box_ops.decode_boxes(loss_utils.multi_level_flatten(outputs["box_outputs"], last_dim=4),
+                                     unit_anchor, coder_weights)
+    _, giou = yolo_box_ops.compute_giou(predicted, target, yxyx=True)
+    weights = tf.cast(labels["box_weights"], tf.float32)
+    return tf.reduce_sum(weights * (1.0 - giou)) / (tf.reduce_sum(weights) + 1.0)
 
 
 def steps_per_epoch(config: DetectionConfig, number_of_train_images: int) -> int:

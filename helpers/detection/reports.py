@@ -55,6 +55,8 @@ def methods_paragraph(session: Any, rows: list[dict[str, float]]) -> str:
     outcome = (f"The checkpoint with the highest validation COCO mAP50-95 (epoch {best['epoch']}) was kept: validation "
                f"mAP50 = {best['validation_map50']:.3f}, mAP50-95 = {best['validation_map50_95']:.3f}."
                if best else "No validation images were held out, so no checkpoint was selected by validation mAP.")
+    iou_term = (f"A generalised-IoU loss on the decoded boxes of positive anchors was added with weight "
+                f"{config.box_iou_loss_weight}. " if config.box_iou_loss_weight else "")
     return (f"Objects were detected with RetinaNet [1] with a {spec.name} backbone, as implemented in the TensorFlow "
             f"Model Garden [2], through the DL4Cells notebooks. {start} {statistics['images']} annotated images "
             f"({per_class} boxes) were split at random (seed {split.seed}, stratified by the classes present) into "
@@ -63,7 +65,7 @@ def methods_paragraph(session: Any, rows: list[dict[str, float]]) -> str:
             f"{len(rows)} epochs with batch size {config.batch_size}, the {config.optimizer} optimiser and a peak "
             f"learning rate of {config.learning_rate:g} ({config.learning_rate_schedule} schedule), with the focal "
             f"loss (α = {config.focal_alpha}, γ = {config.focal_gamma}) and classification and box loss weights of "
-            f"{config.classification_loss_weight} and {config.box_loss_weight}. {outcome} Detection quality was "
+            f"{config.classification_loss_weight} and {config.box_loss_weight}. {iou_term}{outcome} Detection quality was "
             f"measured with the COCO protocol (pycocotools) [3].")
 
 

@@ -17,7 +17,7 @@ learning-rate schedule come from Model Garden's ``OptimizerFactory`` through
   pycocotools (``helpers.qc.detection.evaluate_detection``), on a validation dataset built and
   decoded once per session (kept in memory when small), with the loss compiled, after the epochs
   ``validation_epochs`` chooses (every epoch on a GPU; on a CPU every few epochs and every epoch of
-  the last fifth); its time is the ``validation_seconds`` column;
+  the last tenth); its time is the ``validation_seconds`` column;
 * a progress-bar callback (``ProgressCallback``); the live plot is ``helpers.live_plot.LivePlotCallback``.
 """
 
@@ -45,10 +45,13 @@ HISTORY_COLUMNS = ("epoch", "train_total_loss", "train_class_loss", "train_box_l
                    "validation_map50", "validation_map50_95", "learning_rate", "epoch_seconds", "images_per_second",
                    "validation_seconds")
 # On a CPU, validating after every epoch took a quarter of a 35-minute BCCD budget (87 images, with the
-# checkpoints): there it runs every ceil(epochs / CPU_VALIDATIONS) epochs, and after every epoch of the last
-# fifth, where the best checkpoint is usually found.
-CPU_VALIDATIONS = 10
-LAST_EPOCHS_SHARE = 0.2
+# checkpoints). One validation costs about a quarter of a training epoch there (validation images are
+# about a third of the training images, and a forward pass costs about a third of a training step), so
+# it runs every ceil(epochs / CPU_VALIDATIONS) epochs and after every epoch of the last tenth, where the
+# best checkpoint is usually found: 5 of 14 epochs, 7 of 40, at most 8 % of the wall time
+# (docs/benchmarks.md §9a).
+CPU_VALIDATIONS = 4
+LAST_EPOCHS_SHARE = 0.1
 # The validation batches stay in memory (decoded, resized, with anchor targets) when they fit in this.
 VALIDATION_CACHE_BYTES = 1 << 30
 # Detections down to this score count for validation mAP (AP integrates over all scores).
@@ -184,7 +187,7 @@ def _repair_history(loop: _Loop, done: int) -> None:
 def _train_step_function(loop: _Loop) -> Callable:
     """A compiled function running one distributed training step from an iterator."""
     task, model, optimizer, strategy = loop.task, loop.model, loop.optimizer, loop.strategy
-    class_weight = loop.config.classification_loss_weight
+    class_weight, iou_weight = loop.config.classification_loss_weight, loop.config.box_iou_loss_weight
     loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
 
     def step(inputs):
@@ -193,7 +196,7 @@ def _train_step_function(loop: _Loop) -> Callable:
             outputs = model(features, training=True)
             outputs = tf.nest.map_structure(lambda tensor: tf.cast(tensor, tf.float32), outputs)
             total, class_loss, box_loss = model_module.weighted_total_loss(task, outputs, labels, model.losses,
-                                                                           class_weight)
+                                                                           class_weight, iou_weight)
             scaled = total / strategy.num_replicas_in_sync  # gradients are summed over replicas
             if loss_scaled:
                 scaled = optimizer.get_scaled_loss(scaled)
@@ -254,7 +257,7 @@ def validation_epochs(epochs: int, interval: int, accelerator: str) -> set[int]:
 
     Returns:
         Every ``interval``-th epoch (automatic: 1 on a GPU or TPU, ``ceil(epochs / CPU_VALIDATIONS)`` on
-        a CPU) plus every epoch of the last fifth (at least the last one), so that the best
+        a CPU) plus every epoch of the last tenth (at least the last one), so that the best
         checkpoint is chosen among the late epochs exactly as when validating every epoch.
     """
     if interval <= 0:
@@ -273,11 +276,12 @@ class _Validator:
         # features float32 [S, S, 3] plus anchor targets of about half that size, per image
         estimated_bytes = validation_set.number_of_images * size * size * 3 * 4 * 1.5
         self.dataset = dataset.cache() if estimated_bytes <= VALIDATION_CACHE_BYTES else dataset
-        task, model, weight = loop.task, loop.model, loop.config.classification_loss_weight
+        task, model, config = loop.task, loop.model, loop.config
 
         @tf.function(reduce_retracing=True)
         def loss(outputs, labels):
-            return model_module.weighted_total_loss(task, outputs, labels, model.losses, weight)[0]
+            return model_module.weighted_total_loss(task, outputs, labels, model.losses,
+                                                    config.classification_loss_weight, config.box_iou_loss_weight)[0]
 
         self.loss = loss
 
