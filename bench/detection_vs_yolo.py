@@ -10,7 +10,7 @@
 3. Both prediction CSVs (score ≥ 0.05, ≤ 100 boxes per image) are scored on ``test.txt`` by the
    same QC command (``python -m helpers.qc detection --json``, pycocotools).
 
-    .venv/bin/python bench/detection_vs_yolo.py --epochs 14 --image-size 384
+    .venv/bin/python bench/detection_vs_yolo.py --epochs 40 --image-size 384   # §9e: about 36 min per side
     .venv/bin/python bench/detection_vs_yolo.py --ours-result bench/output/detection_bccd-.../result.json
 Writes ``bench/output/detection_vs_yolo/<time>/comparison.json`` and prints a Markdown table.
 """
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-split", default="trainval", choices=["train", "trainval"])
     parser.add_argument("--image-size", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=14, help="our epochs; their wall time is YOLO's budget")
+    parser.add_argument("--epochs", type=int, default=40, help="our epochs; their wall time is YOLO's budget")
     parser.add_argument("--ours-result", type=pathlib.Path, help="result.json of a finished detection_bccd.py run")
     parser.add_argument("--yolo-threads", type=int, default=2,
                         help="torch threads and data-loader workers of the YOLO side (2 measured best, §9d)")
