@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
              "YOLOv8n": (yolo, yolo["predictions_csv"])}
     rows = {}
     for name, (result, csv_path) in sides.items():
-        cpu = result.get("training_cpu_seconds", result.get("validation_metrics_last", {}).get("training_cpu_seconds"))
-        rows[name] = {"training_seconds": result["training_seconds"], "training_cpu_seconds": cpu,
+        rows[name] = {"training_seconds": result["training_seconds"],
+                      "training_cpu_seconds": result.get("training_cpu_seconds"),  # absent in results before 12-01
                       **summary(score_with_qc(pathlib.Path(csv_path), test_annotations, test_images))}
     rows["YOLOv8n"]["epochs"] = yolo["validation_metrics_last"].get("epochs_completed")
     rows[next(iter(rows))]["epochs"] = ours["epochs"]

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__, "ultralytics": ultralytics.__version__, "arguments": vars(arguments),
               "training_seconds": round(training_seconds, 1), "prediction_seconds": round(prediction_seconds, 1),
+              "training_cpu_seconds": metrics["training_cpu_seconds"],
               "training_seconds_per_epoch": round(training_seconds / max(metrics["epochs_completed"], 1), 1),
               "weights": str(weights), "predictions_csv": str(csv_path), "detections": rows,
               "validation_metrics_last": {key: float(value) if isinstance(value, (int, float)) else value

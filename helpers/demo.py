@@ -20,9 +20,9 @@ from helpers.detection import demo_data
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DETECTION_NOTEBOOK = REPOSITORY_ROOT / "notebooks" / "detection_retinanet.ipynb"
-# 40 epochs of the quick preset: QC mAP50 0.997 on the 6 held-out images in 286 s on the idle 2-core machine
-# (docs/benchmarks.md §9c); 30 gave 0.933 once and 0.755 once (too close to the 0.8 floor); the 2 epochs of
-# the quick preset alone leave a model that finds nothing (mAP50 0.000).
+# 40 epochs of the quick preset: QC mAP50 0.997 in 286 s, then 0.947 in 250 s (7 of 40 epochs validated) on
+# the 6 held-out images, idle 2-core machine (docs/benchmarks.md §9c); 30 gave 0.933 once and 0.755 once (too
+# close to the 0.8 floor); the 2 epochs of the quick preset alone leave a model that finds nothing (mAP50 0.000).
 DEMO_EPOCHS = 40
 
 
