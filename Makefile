@@ -42,6 +42,7 @@ test: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/detection_speed.py --smoke
 	$(BIN)/python bench/detection_bccd.py --smoke
+	$(BIN)/python bench/detection_bccd.py --smoke --mosaic 3
 	$(BIN)/python bench/detection_memory.py --smoke
 	$(BIN)/python bench/classification_speed.py --smoke
 	$(BIN)/python bench/from_scratch.py --task classification --smoke

@@ -7,6 +7,7 @@ BCCD (``../shared/data/bccd``) is PASCAL VOC: ``Annotations/``, ``JPEGImages/`` 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -41,6 +42,51 @@ def link_split(bccd: pathlib.Path, split_stems: list[str], destination: pathlib.
             if not link.exists():
                 link.symlink_to(source)
     return images, annotations
+
+
+def make_mosaics(images_dir: pathlib.Path, annotations_dir: pathlib.Path, split_stems: list[str], grid: int,
+                 destination: pathlib.Path, extension: str = ".jpg", prefix: str = "mosaic") -> tuple[pathlib.Path, pathlib.Path, list[str]]:
+    """Paste every ``grid`` x ``grid`` consecutive images of a split into one large field of view.
+
+    Every object keeps its pixel size (nothing is resized): a larger field of view, as a camera
+    with more pixels would give. Images are placed on a grid of the largest image's size (black
+    where an image is smaller); boxes are shifted with their image. A last group with fewer than
+    grid² images is filled from the start of the split, so every image appears at least once.
+
+    Returns:
+        (images folder, VOC annotations folder, mosaic stems) under ``destination``.
+    """
+    import numpy as np
+
+    from helpers import images, voc
+
+    out_images, out_annotations = destination / "images", destination / "annotations"
+    out_images.mkdir(parents=True, exist_ok=True)
+    out_annotations.mkdir(parents=True, exist_ok=True)
+    per_mosaic = grid * grid
+    count = -(-len(split_stems) // per_mosaic)
+    annotations = {stem: voc.read_voc(annotations_dir / f"{stem}.xml") for stem in split_stems}
+    cell_width = max(int(annotation.width) for annotation in annotations.values())
+    cell_height = max(int(annotation.height) for annotation in annotations.values())
+    mosaic_stems = []
+    for number in range(count):
+        members = [split_stems[(number * per_mosaic + index) % len(split_stems)] for index in range(per_mosaic)]
+        canvas = np.zeros((grid * cell_height, grid * cell_width, 3), dtype=np.uint8)
+        objects = []
+        for index, stem in enumerate(members):
+            row, column = divmod(index, grid)
+            pixels = images.read_image(images_dir / f"{stem}{extension}")
+            top, left = row * cell_height, column * cell_width
+            canvas[top:top + pixels.shape[0], left:left + pixels.shape[1]] = pixels
+            for obj in annotations[stem].objects:
+                objects.append(dataclasses.replace(obj, xmin=obj.xmin + left, xmax=obj.xmax + left,
+                                                   ymin=obj.ymin + top, ymax=obj.ymax + top))
+        stem = f"{prefix}{grid}x{grid}_{number:03d}"
+        images.write_image(out_images / f"{stem}.png", canvas)
+        voc.write_voc(voc.VocAnnotation(filename=f"{stem}.png", width=canvas.shape[1], height=canvas.shape[0], depth=3,
+                                        objects=objects), out_annotations / f"{stem}.xml")
+        mosaic_stems.append(stem)
+    return out_images, out_annotations, mosaic_stems
 
 
 def score_with_qc(predictions_csv: pathlib.Path, annotations: pathlib.Path, images: pathlib.Path,

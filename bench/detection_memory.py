@@ -118,7 +118,7 @@ def child_train(listing: list, work: pathlib.Path, image_size: int, batch_size: 
     started = time.perf_counter()
     result = train.train_detector(config, run, items, items[:20], classes, lambda item: usable[item.stem])
     seconds = time.perf_counter() - started
-    export.export_saved_model(result.model, config, classes, run.exported_model)
+    export.export_saved_model(result.model, config, classes, run.exported_model, pixel_scale=result.pixel_scale)
     return {"images": len(items), "seconds": round(seconds, 1), "rss_after_imports_mib": round(after_setup, 1),
             "peak_rss_mib": round(resident_megabytes("VmHWM"), 1), "samples": sampler.stop(), "run": str(run.root)}
 

@@ -52,7 +52,8 @@ def trained(dataset, tmp_path_factory):
     run.write_label_map(dataset.classes)
     result = train.train_detector(config, run, dataset.items[:6], dataset.items[6:], dataset.classes,
                                   dataset.usable_objects)
-    export.export_saved_model(result.model, config, dataset.classes, run.exported_model)
+    export.export_saved_model(result.model, config, dataset.classes, run.exported_model,
+                              pixel_scale=result.pixel_scale)
     return {"config": config, "run": run, "result": result}
 
 

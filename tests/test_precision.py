@@ -193,7 +193,8 @@ def test_detection_trains_exports_and_detects(dtype, validate, tmp_path):
     assert isinstance(result.loop.optimizer, tf_keras.mixed_precision.LossScaleOptimizer) is (dtype == "float16")
     row = result.best_metrics
     assert np.isfinite(row["train_total_loss"]) and (not validate or np.isfinite(row["validation_loss"]))
-    export.export_saved_model(result.model, config, checked.classes, run.exported_model)
+    export.export_saved_model(result.model, config, checked.classes, run.exported_model,
+                              pixel_scale=result.pixel_scale)
     forget_policy()
     pixels = images.read_image(checked.items[2].image_path)
     raw = tf.saved_model.load(str(run.exported_model)).signatures["serving_default"](image=tf.constant(pixels))

@@ -111,7 +111,8 @@ printed below and saved in `config.yaml`.
 - **batch_size**: images per training step (lower it if the GPU runs out of memory).
 - **learning_rate**: step size of the optimiser (Adam); with a warm-up then cosine decay.
 - **validation_fraction**: share of your annotated images held out to watch training (0.15 = 15 %).
-- **image_size**: images are resized to this square size (a multiple of 128). Larger finds smaller cells but is slower.
+- **image_size**: the side, in pixels, of the square the network looks at (a *window*; a multiple of 128). Larger windows see more context at once but are slower and need more GPU memory.
+- **pixel_scale**: how much your images are shrunk (or enlarged) before the network sees them: `1` keeps every pixel, `0.5` halves the width and height. Leave it on `auto`: the data check measures your annotated boxes and picks the scale at which the smallest kind of object is still large enough for the network (about 23 pixels), and says why. An image larger than one window at that scale is **cut into overlapping windows** (tiles), each window is detected, and the boxes are put back together, so an image from a large camera chip or a whole scan is seen at the same scale as your training images instead of being shrunk until the cells vanish. Section 6 uses the same scale.
 - **classification / box loss weights**, **focal alpha / gamma**: how the loss balances class errors, box errors and easy background; raise `focal_gamma` or lower `focal_alpha` if a frequent class drowns the rare ones.
 - **score_threshold**: detections less confident than this are not reported (QC states it next to every number).
 - **remove_background**: blanks the background by Otsu thresholding (helps on some blood smears).
@@ -130,6 +131,7 @@ batch_size = None #@param {type:"raw"}
 learning_rate = None #@param {type:"raw"}
 validation_fraction = None #@param {type:"raw"}
 image_size = None #@param {type:"raw"}
+pixel_scale = "auto" #@param {type:"string"}
 classification_loss_weight = None #@param {type:"raw"}
 box_loss_weight = None #@param {type:"raw"}
 focal_alpha = None #@param {type:"raw"}
@@ -149,7 +151,7 @@ import helpers.detection.workflow as workflow
 session = workflow.start(
     preset, images_dir=Training_images, annotations_dir=Training_annotations, model_path=model_path,
     model_name=model_name, epochs=number_of_epochs, batch_size=batch_size, learning_rate=learning_rate,
-    validation_fraction=validation_fraction, image_size=image_size,
+    validation_fraction=validation_fraction, image_size=image_size, pixel_scale=pixel_scale,
     classification_loss_weight=classification_loss_weight, box_loss_weight=box_loss_weight,
     focal_alpha=focal_alpha, focal_gamma=focal_gamma, score_threshold=score_threshold,
     remove_background=remove_background, augmentation_factor=augmentation_factor,
@@ -238,12 +240,19 @@ image: the number of cells of each class and in total, at the score threshold wr
 one VOC `.xml` per image (open them in LabelImg or CVAT to correct them and train again), a COCO
 results `.json`, and images with the boxes drawn. Leave `Results_folder` empty to write into the run
 folder. The first rows of `counts.csv` are shown below the images.
+
+Images of any size are seen at the model's pixel scale (section 3.1): a large image is cut into
+overlapping windows and a cell cut by a window edge is reported once. If your new images come from
+another magnification, say so in `Object_size_ratio`: `2` if the cells look twice as large (in
+pixels) as in your training images (e.g. a 40× instead of a 20× objective), `0.5` if half as large;
+`1` means the same magnification. The value used is written into `prediction_settings.json`.
 """)
 
 code("""
 #@title 6. Predict
 Results_folder = "" #@param {type:"string"}
-predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder)
+Object_size_ratio = 1.0 #@param {type:"number"}
+predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder, object_size_ratio=Object_size_ratio)
 predictions.show(count=4)
 predictions.show_counts(rows=10)
 """)

@@ -38,8 +38,12 @@ class DetectionConfig:
                                         choices=("cosine", "constant"))
     warmup_epochs: float = field(1.0, "Epochs of linear learning-rate warm-up (cosine schedule).",
                                  minimum=0.0, maximum=100.0)
-    image_size: int = field(384, "Images are resized (keeping aspect, padded) to this square size in pixels; "
-                            "a multiple of 128.", minimum=128, maximum=1536)
+    image_size: int = field(384, "Side of the square network input (the window) in pixels, a multiple of 128. "
+                            "Images larger than one window at the pixel scale are cut into overlapping windows.",
+                            minimum=128, maximum=1536)
+    pixel_scale: str = field("auto", "Network pixels per image pixel: 1 = images at their own resolution, 0.5 = "
+                             "shrunk by half. 'auto' chooses it from the annotated box sizes so that the smallest "
+                             "class is large enough for the model (printed by the data check).")
     validation_fraction: float = field(0.15, "Share of the annotated images held out for validation.",
                                        minimum=0.0, maximum=0.5)
     split_seed: int = field(42, "Seed of the random train/validation split and augmentation.", minimum=0,
@@ -83,6 +87,16 @@ class DetectionConfig:
         if self.image_size % 128:
             raise errors.ConfigError(f"image_size: {self.image_size} is not a multiple of 128 (RetinaNet levels 3–7 "
                                      f"need it). Use e.g. {max(128, round(self.image_size / 128) * 128)}.")
+        from helpers.detection import tiling
+
+        try:
+            scale = tiling.parse_scale(self.pixel_scale)
+        except ValueError:
+            raise errors.ConfigError(f"pixel_scale: {self.pixel_scale!r} is neither 'auto' nor a number. Type auto, "
+                                     f"or a number such as 1 or 0.5.") from None
+        if scale is not None and not 0.01 <= scale <= 8:
+            raise errors.ConfigError(f"pixel_scale: {scale:g} is outside 0.01–8. Type auto, or a number such as 1 "
+                                     f"(images at their own resolution) or 0.5 (shrunk by half).")
         spec = backbones.get_backbone(self.backbone)
         if self.pretrained == "coco" and spec.checkpoint_url is None and not self.continue_from:
             raise errors.ConfigError(f"pretrained: backbone {self.backbone!r} has no published COCO checkpoint. "

@@ -474,6 +474,38 @@ def _plot_box_sizes(dataset: DetectionDataset, path: pathlib.Path) -> pathlib.Pa
     return figures.save_figure(figure, path)
 
 
+def plot_network_sizes(dataset: DetectionDataset, box_sizes: dict, pixel_scale: Any, path: str | pathlib.Path
+                       ) -> pathlib.Path:
+    """Histogram per class of box sizes as the network sees them (sqrt(w x h) x scale, input pixels),
+    with the smallest size the anchors match (``tiling.MIN_OBJECT_PIXELS``) and the window overlap.
+
+    Args:
+        dataset: for the class colours.
+        box_sizes: class -> float [N, 2] (width, height) image pixels (``tiling.measure``).
+        pixel_scale: the ``tiling.PixelScale`` in use.
+        path: the PNG to write.
+    """
+    from helpers.detection import tiling
+
+    figure = figures.new_figure(7, 4)
+    axes = figure.add_subplot()
+    colours = dataset.class_colours()
+    values = {name: tiling.typical_size(sizes[:, 0], sizes[:, 1]) * pixel_scale.scale
+              for name, sizes in box_sizes.items() if len(sizes)}
+    top = max([pixel_scale.overlap * 1.1] + [float(array.max()) for array in values.values()])
+    bins = np.linspace(0, top, 40)
+    for name, array in values.items():
+        axes.hist(array, bins=bins, alpha=0.55, color=colours.get(name), label=f"{name} (median {np.median(array):.0f} px)")
+    axes.axvline(tiling.MIN_OBJECT_PIXELS, color="black", linestyle="--",
+                 label=f"smallest size the model can match ({tiling.MIN_OBJECT_PIXELS:.0f} px)")
+    axes.axvline(pixel_scale.overlap, color="grey", linestyle=":", label=f"window overlap ({pixel_scale.overlap} px)")
+    axes.set_xlabel("object size as the network sees it: √(width × height) × pixel scale (pixels)")
+    axes.set_ylabel("boxes")
+    axes.set_title(f"Object sizes at pixel scale {pixel_scale.scale:g}, {pixel_scale.window}-px windows")
+    axes.legend(loc="best", fontsize=8)
+    return figures.save_figure(figure, pathlib.Path(path))
+
+
 def _example_stem(dataset: DetectionDataset) -> str | None:
     """Stem of the image showing the most classes, then the most boxes (first by stem on ties)."""
     best, best_key = None, None

@@ -62,7 +62,7 @@ def _draw_cell(canvas: np.ndarray, occupied: np.ndarray, rng: np.random.Generato
 
 
 def make_detection_demo(folder: str | pathlib.Path, number_of_images: int = 24, image_size: tuple[int, int] = (320, 256),
-                        seed: int = 0) -> pathlib.Path:
+                        seed: int = 0, extra_objects: int = 6) -> pathlib.Path:
     """Write a synthetic detection dataset: ``images/*.png`` and ``annotations/*.xml``.
 
     Args:
@@ -70,6 +70,8 @@ def make_detection_demo(folder: str | pathlib.Path, number_of_images: int = 24, 
         number_of_images: how many images (each with 3–9 shapes of the three classes).
         image_size: (width, height) in pixels.
         seed: random seed; the same seed gives byte-identical files.
+        extra_objects: at most this many shapes beyond one of each class per image (a larger field
+            of view holds more: e.g. 30 for 512 x 384 px).
 
     Returns:
         ``folder``. Re-running with the same arguments on a finished demo folder does nothing.
@@ -87,7 +89,7 @@ def make_detection_demo(folder: str | pathlib.Path, number_of_images: int = 24, 
         rng = np.random.default_rng(seed * 100003 + index)
         canvas = synthetic.background(rng, height, width)
         # Every class appears in most images so that any split keeps all classes.
-        names = class_names + list(rng.choice(class_names, size=int(rng.integers(0, 7))))
+        names = class_names + list(rng.choice(class_names, size=int(rng.integers(0, extra_objects + 1))))
         occupied = np.zeros((height, width), dtype=bool)
         objects = [_draw_cell(canvas, occupied, rng, name) for name in names]
         stem = f"synthetic_{index:03d}"

@@ -11,7 +11,17 @@ through the exported model of a run. Written into a results folder (never the im
   ``helpers.voc``, LabelImg and CVAT (to correct and train again);
 * ``coco_results.json`` (+ ``coco_images.json`` mapping image ids to file names, and
   ``coco_categories.json``) — the COCO results format;
-* ``overlays/<stem>.png`` — each image with its boxes drawn.
+* ``overlays/<stem>.png`` — each image with its boxes drawn (images larger than
+  ``OVERLAY_MAX_PIXELS`` on a side are drawn downscaled for display; every table and VOC/COCO
+  file holds boxes in the image's own pixels);
+* ``prediction_settings.json`` — the model, the pixel scale used (the model's, divided by the
+  ``object_size_ratio`` the user gave for images at another magnification), the windows per image
+  and the score threshold.
+
+Every image is presented at the model's pixel scale (``helpers.detection.tiling``): larger images
+are cut into overlapping windows and the boxes merged across seams. Large 8-bit TIFFs are read
+region by region (``tiling.open_image``), so a 10,000 x 10,000 px image is predicted in bounded
+memory; other images are decoded once.
 
 The model is run once per image and keeps every candidate it reports (score >=
 ``CANDIDATE_SCORE_FLOOR``, the lowest its detection generator returns) in
@@ -33,6 +43,8 @@ from helpers import progress as progress_module
 # The lowest score the model's detection generator reports (``helpers.detection.model``'s
 # CANDIDATE_SCORE_THRESHOLD, not imported here so that this module loads without building a model).
 CANDIDATE_SCORE_FLOOR = 0.05
+# Overlays of larger images are downscaled to this longest side (display only; boxes stay in original pixels).
+OVERLAY_MAX_PIXELS = 2048
 
 
 @dataclasses.dataclass
@@ -52,6 +64,8 @@ class PredictionResult:
         candidates: image file name -> every detection the model reported for it (score >=
             ``min(score_threshold, CANDIDATE_SCORE_FLOOR)``), best first; [] for images without any.
         image_sizes: image file name -> (width, height) in pixels.
+        object_size_ratio: how much larger objects are than in the training images (1 = as large).
+        settings_path: ``prediction_settings.json``.
     """
 
     output_dir: pathlib.Path
@@ -66,6 +80,9 @@ class PredictionResult:
     counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     candidates: dict[str, list] = dataclasses.field(default_factory=dict)
     image_sizes: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    object_size_ratio: float = 1.0
+    settings_path: pathlib.Path | None = None
+    scale_sentence: str = ""
 
     def counts_per_class(self) -> dict[str, int]:
         """Number of detections per class name."""
@@ -76,6 +93,8 @@ class PredictionResult:
 
     def show(self, count: int = 4) -> None:
         """Print a summary and display the first ``count`` overlays."""
+        if self.scale_sentence:
+            print(self.scale_sentence)
         print(f"{self.images} images, {len(self.detections)} detections with score ≥ {self.score_threshold} "
               f"({', '.join(f'{name}: {number}' for name, number in self.counts_per_class().items()) or 'none'}).")
         for name, reason in self.unreadable:
@@ -112,8 +131,30 @@ def _check_output_folder(source: pathlib.Path, output_dir: pathlib.Path) -> None
                                  f"it empty); earlier results are never overwritten.")
 
 
+def _overlay(pixels_or_source, found: list, colours) -> "np.ndarray":
+    """The overlay picture of one image; downscaled to ``OVERLAY_MAX_PIXELS`` when larger (display only)."""
+    import numpy as np
+
+    from helpers.detection import outputs, tiling
+
+    source = pixels_or_source
+    longest = max(source.height, source.width)
+    factor = min(1.0, OVERLAY_MAX_PIXELS / longest)
+    if factor >= 1.0:
+        return outputs.draw_boxes(source.read(0, source.height, 0, source.width), found, colours)
+    shown = tiling.ScaledImage(source, factor)
+    canvas = np.zeros((shown.height, shown.width, 3), dtype=np.uint8)
+    for area in shown.windows(1024, 0):
+        canvas[area.y:area.y + area.height, area.x:area.x + area.width] = shown.pixels(area)
+    scaled = [dataclasses.replace(detection, xmin=detection.xmin * shown.x_scale, xmax=detection.xmax * shown.x_scale,
+                                  ymin=detection.ymin * shown.y_scale, ymax=detection.ymax * shown.y_scale)
+              for detection in found]
+    return outputs.draw_boxes(canvas, scaled, colours)
+
+
 def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, output_dir: str | pathlib.Path,
-                   progress: bool = True, score_threshold: float | None = None) -> PredictionResult:
+                   progress: bool = True, score_threshold: float | None = None,
+                   object_size_ratio: float = 1.0) -> PredictionResult:
     """Detect objects in every image of ``source`` with the exported model of a run.
 
     Args:
@@ -122,13 +163,23 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
         output_dir: new (or empty) results folder.
         progress: show a progress bar.
         score_threshold: lowest score kept; the run's ``score_threshold`` when None.
+        object_size_ratio: how much larger the objects are in these images than in the training images
+            (2 = twice as large, e.g. a 2x objective); 1 = the same magnification.
 
     Returns:
         The ``PredictionResult``.
     """
-    from helpers.detection import export, outputs
+    from helpers.detection import export, outputs, tiling
 
     source, output_dir = pathlib.Path(source), pathlib.Path(output_dir)
+    try:
+        object_size_ratio = float(str(object_size_ratio).strip().replace(",", ".") or 1.0)
+    except ValueError:
+        raise errors.ConfigError(f"Object_size_ratio: {object_size_ratio!r} is not a number. Type 1 for objects as "
+                                 f"large as in the training images, 2 for twice as large.") from None
+    if not 0.05 <= object_size_ratio <= 20:
+        raise errors.ConfigError(f"Object_size_ratio: {object_size_ratio:g} is outside 0.05–20. Type 1 for objects as "
+                                 f"large as in the training images, 2 for twice as large, 0.5 for half as large.")
     paths = images.list_images(source)
     if not paths:
         raise errors.DatasetError(f"{source}: no images (PNG, JPEG, BMP or TIFF) found. Check Prediction_images.")
@@ -138,23 +189,25 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     for subfolder in ("voc", "overlays"):
         (output_dir / subfolder).mkdir(parents=True, exist_ok=True)
     colours = outputs.class_colours(detector.class_names)
-    detections, unreadable, overlays, image_ids, candidates, sizes = [], [], {}, {}, {}, {}
+    detections, unreadable, overlays, image_ids, candidates, sizes, windows = [], [], {}, {}, {}, {}, {}
     for path in progress_module.bar(paths, "Predicting", enabled=progress):
         try:
-            pixels = images.read_image(path)
+            pixels = tiling.open_image(path)
         except errors.DatasetError as error:
             unreadable.append((path.name, str(error)))
             continue
         candidates[path.name] = detector.detect(pixels, score_threshold=min(threshold, CANDIDATE_SCORE_FLOOR),
-                                                filename=path.name)
+                                                filename=path.name, object_size_ratio=object_size_ratio)
         found = [detection for detection in candidates[path.name] if detection.score >= threshold]
         detections.extend(found)
         image_ids[path.name] = len(image_ids) + 1
-        height, width = pixels.shape[:2]
+        height, width = pixels.height, pixels.width
         sizes[path.name] = (int(width), int(height))
+        if detector.pixel_scale is not None:
+            windows[path.name] = detector.pixel_scale.windows_for(width, height, object_size_ratio)
         outputs.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
-        overlay = outputs.draw_boxes(pixels, found, colours)
-        overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png", overlay)
+        overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png",
+                                                 _overlay(pixels, found, colours))
     csv_path = outputs.write_predictions_csv(detections, output_dir / "predictions.csv")
     counts = outputs.count_per_image(detections, image_ids, detector.class_names, threshold)
     counts_path = outputs.write_counts_csv(counts, output_dir / "counts.csv", threshold, detector.class_names)
@@ -162,9 +215,28 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     coco_path = outputs.write_coco_results(detections, output_dir / "coco_results.json", image_ids, category_ids)
     _write_json(output_dir / "coco_images.json", [{"id": number, "file_name": name} for name, number in image_ids.items()])
     _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
+    sentence = _scale_sentence(detector, object_size_ratio)
+    settings_path = _write_json(output_dir / "prediction_settings.json", {
+        "model": str(detector.folder), "score_threshold": threshold, "object_size_ratio": object_size_ratio,
+        "model_pixel_scale": detector.pixel_scale.to_dict() if detector.pixel_scale else None,
+        "pixel_scale_used": detector.pixel_scale.scale / object_size_ratio if detector.pixel_scale else None,
+        "windows_per_image": windows, "note": sentence})
     return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
                             csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold,
-                            counts_path=counts_path, counts=counts, candidates=candidates, image_sizes=sizes)
+                            counts_path=counts_path, counts=counts, candidates=candidates, image_sizes=sizes,
+                            object_size_ratio=object_size_ratio, settings_path=settings_path, scale_sentence=sentence)
+
+
+def _scale_sentence(detector, object_size_ratio: float) -> str:
+    """One line saying at which scale the images were seen."""
+    if detector.pixel_scale is None:
+        return (f"This model was exported before pixel scales: every image is shrunk whole into one "
+                f"{detector.image_size}-px window (retrain it to predict large images in tiles).")
+    used = detector.pixel_scale.scale / object_size_ratio
+    ratio = (f" (the model's {detector.pixel_scale.scale:g} divided by Object_size_ratio {object_size_ratio:g})"
+             if object_size_ratio != 1 else "")
+    return (f"Images were seen at pixel scale {used:.3g}{ratio}, in {detector.pixel_scale.window}-px windows "
+            f"overlapping by {detector.pixel_scale.overlap} px; boxes are in each image's own pixels.")
 
 
 def _write_json(path: pathlib.Path, value: Any) -> pathlib.Path:

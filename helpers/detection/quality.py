@@ -40,6 +40,7 @@ class QualityResult:
         output_dir: ``run/qc/<timestamp>`` with predictions.csv, metrics.json and plots.
         plots: name -> PNG path.
         report_path: the QC report PDF.
+        pixel_scale: the model's ``tiling.PixelScale`` (None for a model exported before them).
     """
 
     run: runs.RunFolder
@@ -52,6 +53,7 @@ class QualityResult:
     output_dir: pathlib.Path
     plots: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
     report_path: pathlib.Path | None = None
+    pixel_scale: Any = None
 
     def metrics_rows(self) -> list[list[str]]:
         """Per-class table rows: class, AP50, AP50-95, precision, recall, F1, TP, FP, FN."""
@@ -70,7 +72,8 @@ class QualityResult:
                 f"mAP50 = {qc.format_value(evaluation.map50)} (IoU ≥ 0.5), mAP75 = {qc.format_value(evaluation.map75)} (IoU ≥ 0.75); "
                 f"up to 100 detections per image, all scores ≥ {RANKING_SCORE_THRESHOLD} ranked.\n"
                 f"Precision, recall, F1, TP/FP/FN below: IoU ≥ {evaluation.thresholds.get('iou_threshold', 0.5)} "
-                f"and score ≥ {evaluation.thresholds.get('score_threshold', self.config.score_threshold)}.")
+                f"and score ≥ {evaluation.thresholds.get('score_threshold', self.config.score_threshold)}."
+                + (f"\n{self.pixel_scale.sentence()}" if self.pixel_scale is not None else ""))
 
     def show(self) -> None:
         """Print the metrics with their thresholds and display the plots."""
@@ -157,7 +160,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     Returns:
         The result; ``result.show()`` prints and displays it, ``result.browse()`` opens a viewer.
     """
-    from helpers.detection import export, outputs, reports
+    from helpers.detection import export, outputs, reports, tiling
     from helpers.qc import detection as detection_qc
 
     config = config_module.load_config(DetectionConfig, run.config_path)
@@ -170,7 +173,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
         ground_truth[filename] = dataclasses.replace(item.annotation, filename=filename,
                                                      objects=dataset.scoring_objects(item, detector.class_names))
         predictions.extend(dataclasses.replace(row, filename=filename) for row in
-                           detector.detect(images.read_image(item.image_path), score_threshold=RANKING_SCORE_THRESHOLD))
+                           detector.detect(tiling.open_image(item.image_path), score_threshold=RANKING_SCORE_THRESHOLD))
     evaluation = detection_qc.evaluate_detection(ground_truth, predictions, classes=detector.class_names,
                                                  score_threshold=config.score_threshold, iou_threshold=0.5)
     output_dir = run.qc / time.strftime("%Y%m%d-%H%M%S")
@@ -179,7 +182,8 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), indent=2, ensure_ascii=False),
                                              encoding="utf-8")
     result = QualityResult(run=run, config=config, evaluation=evaluation, source=source, image_paths=image_paths,
-                           ground_truth=ground_truth, predictions=predictions, output_dir=output_dir)
+                           ground_truth=ground_truth, predictions=predictions, output_dir=output_dir,
+                           pixel_scale=detector.pixel_scale)
     result.plots = {
         "per_class_ap": detection_qc.plot_per_class_ap(evaluation, output_dir / "per_class_ap.png"),
         "pr_curves": detection_qc.plot_pr_curves(evaluation, output_dir / "pr_curves.png"),

@@ -12,6 +12,16 @@ exactly as at prediction time), optionally through ``preprocess.remove_backgroun
 and are re-encoded. Boxes are the dataset doctor's ``usable_objects`` (zero-area boxes dropped,
 out-of-image boxes clipped), never the raw file.
 
+With a pixel scale (``helpers.detection.tiling.PixelScale``, what training always passes), a record
+is one **window** of an image, not the image: the image is decoded once, resized by the scale and
+cut into overlapping windows (``tiling.training_windows``); boxes cut by a window edge are kept
+when at least half of them is visible, and are otherwise written with class id ``IGNORE_LABEL``
+(-2), which ``helpers.detection.train`` turns into anchors that count neither as object nor as
+background. A window smaller than the network input in both directions (a small image) is padded
+bottom/right to the input size with the ImageNet mean colour, so that Model Garden's parser keeps
+it at the scale (it resizes every record to fit the input). ``RecordSet.windows`` says where each
+record lies in its image, so validation maps detections back and merges them as prediction does.
+
 A set is written once into the run's ``records/`` folder under ``<name>-<digest>`` and reused
 while its manifest (file names, sizes and modification times, the boxes, the class list and
 the preprocessing) is unchanged; any change gives a new digest and a new set beside the old
@@ -34,7 +44,13 @@ import tensorflow as tf
 from helpers import errors
 from helpers import progress as progress_module
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+# Class id of ignore regions (objects mostly outside a window): neither object nor background in training.
+IGNORE_LABEL = -2  # Model Garden's anchor labeller already uses -1 for background anchors
+IGNORE_NAME = "(cut by the window edge: ignored)"
+# Padding colour of small windows: the ImageNet mean, which Model Garden's normalisation maps to ~0,
+# the value its own padding has.
+PADDING_COLOUR = (124, 116, 104)
 IMAGES_PER_SHARD = 256
 
 
@@ -46,10 +62,15 @@ class RecordSet:
         name: ``<name>-<digest>``, the common prefix of its files.
         files: the shard files, in order.
         manifest_path: the JSON manifest written after the last shard.
-        stems: image stems by position; ``stems[source_id - 1]`` is the stem of a record.
-        filenames: image file names by position, like ``stems``.
+        stems: image stems by record position; ``stems[source_id - 1]`` is the stem of a record's image.
+        filenames: image file names by record position, like ``stems``.
         number_of_objects: boxes written, all images together.
         reused: True when an identical earlier set was found and nothing was written.
+        windows: per record, where it lies in its image: ``filename``, ``x``, ``y``, ``width``,
+            ``height`` (input pixels of the resized image), ``x_scale``, ``y_scale`` (exact factors),
+            ``image_width``, ``image_height`` (the image's own pixels), ``window`` and ``overlap`` (the
+            grid it belongs to); empty for a set written
+            without a pixel scale (one record per image, resized whole by Model Garden's parser).
     """
 
     name: str
@@ -59,6 +80,7 @@ class RecordSet:
     filenames: list[str]
     number_of_objects: int
     reused: bool = False
+    windows: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def pattern(self) -> str:
@@ -142,35 +164,105 @@ def _load_pixels(item, remove_background: bool) -> np.ndarray:
     return preprocess.remove_background_otsu(pixels) if remove_background else pixels
 
 
+def _check_classes(item, objects: Sequence, class_ids: dict[str, int], class_names: Sequence[str]) -> None:
+    unknown = sorted({obj.name for obj in objects} - set(class_ids))
+    if unknown:
+        raise errors.DatasetError(f"{item.annotation_path}: class {unknown[0]!r} is not in the class list "
+                                  f"{list(class_names)}. Check the class names of this annotation.")
+
+
+class _WindowObject:
+    """A box of a window (window pixels), shaped like ``voc.VocObject`` for ``_example``."""
+
+    def __init__(self, name: str, box):
+        self.name = name
+        self.xmin, self.ymin, self.xmax, self.ymax = (float(value) for value in box)
+
+
+def _window_examples(item, objects: Sequence, pixel_scale, remove_background: bool, rng, all_windows: bool):
+    """(pixels uint8 [h, w, 3], objects, window dict) of every training window of one item."""
+    from helpers.detection import preprocess, tiling
+
+    pixels = _load_pixels(item, False)  # decoded once for all of its windows
+    scaled = tiling.ScaledImage(tiling.ArraySource(pixels), pixel_scale.scale)
+    boxes = np.array([[obj.xmin, obj.ymin, obj.xmax, obj.ymax] for obj in objects], dtype=np.float64).reshape(-1, 4)
+    # Validation windows are those of prediction (scored as prediction scores them); training windows
+    # overlap less (PixelScale.training_overlap).
+    overlap = pixel_scale.overlap if all_windows else pixel_scale.training_overlap
+    windows = tiling.training_windows(scaled, boxes, [obj.name for obj in objects], pixel_scale.window, overlap,
+                                      rng=None if all_windows else rng)
+    for window in windows:
+        area = window.area
+        crop = scaled.pixels(area)
+        if remove_background:
+            crop = preprocess.remove_background_otsu(crop)  # per window, exactly as at prediction
+        if crop.shape[0] < pixel_scale.window and crop.shape[1] < pixel_scale.window:
+            # Pad the longer side to the input size so that Model Garden's parser does not enlarge it.
+            padded_height = pixel_scale.window if crop.shape[0] >= crop.shape[1] else crop.shape[0]
+            padded_width = pixel_scale.window if crop.shape[1] > crop.shape[0] else crop.shape[1]
+            canvas = np.empty((padded_height, padded_width, 3), dtype=np.uint8)
+            canvas[:] = PADDING_COLOUR
+            canvas[:crop.shape[0], :crop.shape[1]] = crop
+            crop = canvas
+        window_objects = [_WindowObject(name, box) for name, box in zip(window.labels, window.boxes)]
+        window_objects += [_WindowObject(IGNORE_NAME, box) for box in window.ignore_boxes]
+        placement = {"filename": pathlib.Path(item.image_path).name, "x": area.x, "y": area.y, "width": area.width,
+                     "height": area.height, "x_scale": scaled.x_scale, "y_scale": scaled.y_scale,
+                     "image_width": int(pixels.shape[1]), "image_height": int(pixels.shape[0]),
+                     "window": pixel_scale.window, "overlap": overlap}
+        yield crop, window_objects, placement
+
+
 def _write_shards(items: Sequence, usable_objects: Callable, class_names: Sequence[str], paths: list[pathlib.Path],
-                  remove_background: bool, image_format: str, progress: bool) -> int:
-    """Stream every item into the shards (round robin); returns the number of boxes written."""
+                  remove_background: bool, image_format: str, progress: bool, pixel_scale=None, seed: int = 0,
+                  all_windows: bool = False) -> tuple[int, list[dict]]:
+    """Stream every item (or window) into the shards (round robin).
+
+    Returns:
+        (boxes written, not counting ignore regions; the windows' placements, [] without a scale).
+    """
     class_ids = {name: index + 1 for index, name in enumerate(class_names)}
+    class_ids[IGNORE_NAME] = IGNORE_LABEL
     temporary = [path.with_name(path.name + ".partial") for path in paths]
     writers = [tf.io.TFRecordWriter(str(path)) for path in temporary]
-    number_of_objects = 0
+    number_of_objects, placements, position = 0, [], 0
+    rng = np.random.default_rng(seed)
     try:
-        for position, item in enumerate(progress_module.bar(items, "Writing TFRecords", enabled=progress)):
+        for item in progress_module.bar(items, "Writing TFRecords", enabled=progress):
             objects = [obj for obj in usable_objects(item)]
-            unknown = sorted({obj.name for obj in objects} - set(class_ids))
-            if unknown:
-                raise errors.DatasetError(f"{item.annotation_path}: class {unknown[0]!r} is not in the class list "
-                                          f"{list(class_names)}. Check the class names of this annotation.")
-            example = _example(_load_pixels(item, remove_background), position + 1,
-                               pathlib.Path(item.image_path).name, objects, class_ids, image_format)
-            writers[position % len(writers)].write(example.SerializeToString())
-            number_of_objects += len(objects)
+            _check_classes(item, objects, class_ids, class_names)
+            if pixel_scale is None:
+                examples = [(_load_pixels(item, remove_background), objects, None)]
+            else:
+                examples = _window_examples(item, objects, pixel_scale, remove_background, rng, all_windows)
+            for pixels, record_objects, placement in examples:
+                example = _example(pixels, position + 1, pathlib.Path(item.image_path).name, record_objects,
+                                   class_ids, image_format)
+                writers[position % len(writers)].write(example.SerializeToString())
+                number_of_objects += sum(obj.name != IGNORE_NAME for obj in record_objects)
+                if placement is not None:
+                    placements.append(placement)
+                position += 1
     finally:
         for writer in writers:
             writer.close()
-    for source, target in zip(temporary, paths):
-        os.replace(source, target)  # only complete shards carry the final name
-    return number_of_objects
+    return number_of_objects, placements
+
+
+def _shard_count(items: Sequence, pixel_scale) -> int:
+    """Shards for a set: one per ``IMAGES_PER_SHARD`` records (windows estimated from the image sizes)."""
+    if pixel_scale is None:
+        return max(1, math.ceil(len(items) / IMAGES_PER_SHARD))
+    from helpers import images
+
+    windows = sum(pixel_scale.windows_for(*images.image_size(item.image_path), training=True) for item in items)
+    return max(1, math.ceil(windows / IMAGES_PER_SHARD))
 
 
 def write_records(items: Sequence, usable_objects: Callable, class_names: Sequence[str],
                   folder: str | pathlib.Path, name: str, remove_background: bool = False,
-                  image_format: str = "png", progress: bool = True) -> RecordSet:
+                  image_format: str = "png", progress: bool = True, pixel_scale=None, seed: int = 0,
+                  all_windows: bool = False) -> RecordSet:
     """Write (or reuse) the TFRecords of a list of dataset items.
 
     Args:
@@ -179,9 +271,13 @@ def write_records(items: Sequence, usable_objects: Callable, class_names: Sequen
         class_names: the model's classes; id = position + 1.
         folder: the run's ``records/`` folder.
         name: set name, e.g. ``"train"`` or ``"validation"``.
-        remove_background: apply ``preprocess.remove_background_otsu`` to every image.
+        remove_background: apply ``preprocess.remove_background_otsu`` to every image (every window).
         image_format: ``"png"`` (lossless) or ``"jpeg"`` (smaller files).
         progress: show a tqdm progress bar.
+        pixel_scale: the run's ``tiling.PixelScale``: one record per window at that scale. None: one
+            record per image, resized whole to the input by Model Garden's parser.
+        seed: chooses the windows without objects that are kept (``tiling.training_windows``).
+        all_windows: keep every window (validation: the images are scored whole).
 
     Returns:
         The ``RecordSet``; ``reused`` tells whether an identical earlier set was found.
@@ -192,21 +288,34 @@ def write_records(items: Sequence, usable_objects: Callable, class_names: Sequen
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     preprocessing = {"remove_background": bool(remove_background), "image_format": image_format,
-                     "background_value": 128 if remove_background else None}
+                     "background_value": 128 if remove_background else None,
+                     "pixel_scale": None if pixel_scale is None else {
+                         key: value for key, value in pixel_scale.to_dict().items() if key in ("scale", "window", "overlap", "training_overlap")},
+                     "seed": seed, "all_windows": bool(all_windows)}
     manifest = _manifest(items, usable_objects, class_names, preprocessing)
     full_name = f"{name}-{_digest(manifest)}"
-    paths = _shard_paths(folder, full_name, max(1, math.ceil(len(items) / IMAGES_PER_SHARD)))
     manifest_path = folder / f"{full_name}.json"
-    stems = [item.stem for item in items]
-    filenames = [pathlib.Path(item.image_path).name for item in items]
-    if manifest_path.is_file() and all(path.is_file() for path in paths):
+    if manifest_path.is_file():
         saved = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return RecordSet(full_name, paths, manifest_path, stems, filenames, saved["number_of_objects"], reused=True)
-    count = _write_shards(items, usable_objects, class_names, paths, remove_background, image_format, progress)
-    manifest["number_of_objects"] = count
-    manifest["files"] = [path.name for path in paths]
+        paths = [folder / file for file in saved["files"]]
+        if all(path.is_file() for path in paths):
+            return RecordSet(full_name, paths, manifest_path, saved["record_stems"], saved["record_filenames"],
+                             saved["number_of_objects"], reused=True, windows=saved.get("windows", []))
+    paths = _shard_paths(folder, full_name, _shard_count(items, pixel_scale))
+    count, placements = _write_shards(items, usable_objects, class_names, paths, remove_background, image_format,
+                                      progress, pixel_scale, seed, all_windows)
+    for source, target in zip([path.with_name(path.name + ".partial") for path in paths], paths):
+        os.replace(source, target)  # only complete shards carry the final name
+    if placements:
+        filenames = [placement["filename"] for placement in placements]
+        stems = [pathlib.Path(filename).stem for filename in filenames]
+    else:
+        stems = [item.stem for item in items]
+        filenames = [pathlib.Path(item.image_path).name for item in items]
+    manifest.update({"number_of_objects": count, "files": [path.name for path in paths], "record_stems": stems,
+                     "record_filenames": filenames, "windows": placements})
     manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-    return RecordSet(full_name, paths, manifest_path, stems, filenames, count)
+    return RecordSet(full_name, paths, manifest_path, stems, filenames, count, windows=placements)
 
 
 def decode_records(path: str | pathlib.Path | Iterable[str | pathlib.Path]) -> list[dict]:

@@ -61,12 +61,34 @@ def methods_paragraph(session: Any, rows: list[dict[str, float]]) -> str:
             f"Model Garden [2], through the DL4Cells notebooks. {start} {statistics['images']} annotated images "
             f"({per_class} boxes) were split at random (seed {split.seed}, stratified by the classes present) into "
             f"{len(split.train)} training and {len(split.validation)} validation images. {augmentation}"
-            f"Images were resized to {config.image_size}×{config.image_size} pixels. The model was trained for "
+            f"{_scale_methods(session)} The model was trained for "
             f"{len(rows)} epochs with batch size {config.batch_size}, the {config.optimizer} optimiser and a peak "
             f"learning rate of {config.learning_rate:g} ({config.learning_rate_schedule} schedule), with the focal "
             f"loss (α = {config.focal_alpha}, γ = {config.focal_gamma}) and classification and box loss weights of "
             f"{config.classification_loss_weight} and {config.box_loss_weight}. {iou_term}{outcome} Detection quality was "
             f"measured with the COCO protocol (pycocotools) [3].")
+
+
+def _scale_methods(session: Any) -> str:
+    """The methods sentence on how images were presented to the network."""
+    scale = getattr(session, "pixel_scale", None)
+    size = session.config.image_size
+    if scale is None:
+        return f"Images were resized to {size}×{size} pixels."
+    return (f"Images were resized by a factor of {scale.scale:g} ({'chosen from the annotated box sizes' if scale.chosen_by == 'auto' else 'set by the user'}) "
+            f"and cut into overlapping {size}×{size}-pixel windows (overlap {scale.training_overlap} pixels in training, "
+            f"{scale.overlap} at prediction, where detections were merged across window seams).")
+
+
+def scale_rows(pixel_scale: Any, image_sizes: Any = None) -> list[tuple[str, Any]]:
+    """Key-value rows saying at which pixel scale the model sees images, and why."""
+    if pixel_scale is None:
+        return [("Pixel scale", "none recorded (a model exported before pixel scales): every image is shrunk whole "
+                                "into one window")]
+    return [("Pixel scale", f"{pixel_scale.scale:g} network pixels per image pixel ({pixel_scale.chosen_by})"),
+            ("Windows", f"{pixel_scale.window}×{pixel_scale.window} px, overlapping by {pixel_scale.overlap} px "
+                        f"(training: {pixel_scale.training_overlap} px)"),
+            ("Why", pixel_scale.reason)]
 
 
 def _dataset_section(document: Any, session: Any) -> None:
@@ -102,6 +124,11 @@ def training_report(session: Any) -> pathlib.Path:
     run_report.add_environment(document)
     run_report.add_config(document, config)
     _dataset_section(document, session)
+    document.heading("How the network sees the images")
+    document.key_value_table(scale_rows(getattr(session, "pixel_scale", None)))
+    sizes_plot = run.plots / "object_sizes_network.png"
+    if sizes_plot.is_file():
+        document.figure(sizes_plot, width_mm=150)
     document.heading("Split")
     document.key_value_table([("Seed", session.split.seed), ("Training images", len(session.split.train)),
                               ("Validation images", len(session.split.validation)), ("Recorded in", run.split_path)])
@@ -166,6 +193,7 @@ def qc_report(result: Any) -> pathlib.Path:
                                        next(iter(result.image_paths.values())).parent)
     document.heading("What was measured")
     document.paragraph(result.summary_text())
+    document.key_value_table(scale_rows(result.pixel_scale))
     document.key_value_table([("COCO mAP50-95", f"{evaluation.map50_95:.3f}"), ("COCO mAP50", f"{evaluation.map50:.3f}"),
                               ("COCO mAP75", f"{evaluation.map75:.3f}"),
                               ("Images / annotated boxes / detections ranked",

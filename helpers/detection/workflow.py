@@ -9,6 +9,7 @@ trained in an earlier session.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from helpers import annotation_formats, display, errors, live_plot, runs, workflow
@@ -27,6 +28,7 @@ class DetectionSession(workflow.Session):
     """
 
     augmentation: Any = None
+    pixel_scale: Any = None
 
     PRETRAINED_SOURCE = "COCO"
 
@@ -44,10 +46,49 @@ class DetectionSession(workflow.Session):
             raise errors.DatasetError(f"{self.config.annotations_dir}: no usable image/annotation pair was found. "
                                       f"Fix the problems listed above and run this cell again.")
         self._write_problems([dataclasses.asdict(problem) for problem in self.dataset.problems])
+        self.pixel_scale = self._choose_pixel_scale()
         self.split = self._split()
         print(f"Split (seed {self.split.seed}): {len(self.split.train)} training, "
               f"{len(self.split.validation)} validation images. Saved in {self.run.split_path}.")
         return self.dataset
+
+    def _choose_pixel_scale(self) -> Any:
+        """Measure the boxes as the network will see them, choose the pixel scale (``auto``) and say why.
+
+        Prints the per-class size table and any advice, writes ``pixel_scale.json`` and the choice as
+        comments at the end of ``config.yaml`` (comments are not settings: resuming compares values).
+        """
+        from helpers import qc
+        from helpers.detection import tiling
+
+        box_sizes, image_sizes = tiling.measure(self.dataset.items, self.dataset.usable_objects)
+        chosen = tiling.choose_scale(box_sizes, image_sizes, self.config.image_size,
+                                     tiling.parse_scale(self.config.pixel_scale))
+        sizes = tiling.object_sizes(box_sizes, chosen.scale)
+        windows = sum(chosen.windows_for(int(width), int(height)) for width, height in image_sizes)
+        training_windows = sum(chosen.windows_for(int(width), int(height), training=True) for width, height in image_sizes)
+        print(f"\nObject sizes as the network sees them (pixel scale {chosen.scale:g}; sqrt(width × height) in "
+              f"network pixels; the smallest anchor is {tiling.SMALLEST_ANCHOR_PIXELS} px):")
+        rows = [["class", "boxes", "median", "5th percentile", "95th percentile"]]
+        rows += [[name, values["boxes"], f"{values['median']:.0f}", f"{values['p5']:.0f}", f"{values['p95']:.0f}"]
+                 for name, values in sizes.items()]
+        print(qc.text_table(rows))
+        print(chosen.sentence())
+        print(f"The {len(image_sizes)} images make {windows} windows of {chosen.window}×{chosen.window} px at prediction "
+              f"and at most {training_windows} in training (overlap {chosen.training_overlap} px; windows without "
+              f"objects are partly left out).")
+        for line in tiling.size_advice(sizes, chosen):
+            print(f"  ⚠ {line}")
+        display.show_image(dataset_module.plot_network_sizes(self.dataset, box_sizes, chosen,
+                                                             self.run.plots / "object_sizes_network.png"))
+        (self.run.root / "pixel_scale.json").write_text(json.dumps(
+            {**chosen.to_dict(), "object_sizes": sizes, "windows": windows}, indent=1, ensure_ascii=False),
+            encoding="utf-8")
+        text = self.run.config_path.read_text(encoding="utf-8").split("\n# pixel scale chosen")[0].rstrip("\n")
+        self.run.config_path.write_text(f"{text}\n# pixel scale chosen by the data check: {chosen.scale:g} "
+                                        f"({chosen.chosen_by}), windows {chosen.window} px, overlap {chosen.overlap} px\n",
+                                        encoding="utf-8")
+        return chosen
 
     def _item_key(self, item: dataset_module.DatasetItem) -> str:
         return item.stem
@@ -107,8 +148,9 @@ class DetectionSession(workflow.Session):
             self.config, self.run, self.training_items(), self.items_named(self.split.validation), dataset.classes,
             dataset.usable_objects,
             callbacks=(train.ProgressCallback(), live_plot.LivePlotCallback(self.run, train.CURVE_PANELS)),
-            initial_weights=initial_weights, pretrained=self.pretrained)
-        export.export_saved_model(self.training.model, self.config, dataset.classes, self.run.exported_model)
+            initial_weights=initial_weights, pretrained=self.pretrained, pixel_scale=self.pixel_scale)
+        export.export_saved_model(self.training.model, self.config, dataset.classes, self.run.exported_model,
+                                  pixel_scale=self.training.pixel_scale)
         report = reports.training_report(self)
         print(f"Training report: {report}")
         return self.training
@@ -142,12 +184,19 @@ def quality_control(model_path: str, model_name: str, test_images: str = "", tes
 
 
 def predict(model_path: str, model_name: str, images_dir: str = "", results_folder: str = "",
-            other_model_folder: str = "") -> Any:
-    """Section 6: detect objects in every image of ``images_dir``; outputs go to a results folder."""
+            other_model_folder: str = "", object_size_ratio: float | str = 1.0) -> Any:
+    """Section 6: detect objects in every image of ``images_dir``; outputs go to a results folder.
+
+    ``object_size_ratio``: how much larger objects are in these images than in the training images
+    (2 = twice as large, e.g. another objective); recorded in ``prediction_settings.json``.
+    """
+    import functools
+
     from helpers.detection import predict as predict_module
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    return workflow.predict_with(predict_module.predict_folder, run, DetectionConfig, images_dir, results_folder)
+    predict_folder = functools.partial(predict_module.predict_folder, object_size_ratio=object_size_ratio)
+    return workflow.predict_with(predict_folder, run, DetectionConfig, images_dir, results_folder)
 
 
 def rank_for_annotation(predictions: Any, number_to_annotate: int) -> Any:
