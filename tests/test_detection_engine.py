@@ -5,6 +5,7 @@ the kill/resume test trains a second run in a subprocess on two logical CPU devi
 (MirroredStrategy) and kills it mid-epoch.
 """
 
+import dataclasses
 import os
 import pathlib
 import signal
@@ -116,16 +117,27 @@ def sorted_rows(detections) -> np.ndarray:
     return rows[np.lexsort(rows.T[::-1])]
 
 
-def test_exported_model_reloads_and_gives_the_in_memory_models_boxes(trained, dataset):
+def test_exported_model_reloads_and_gives_the_in_memory_models_boxes(trained, dataset, tmp_path):
+    """Both signatures of the SavedModel give the in-memory model's boxes: ``serving_default`` on a whole
+    image, ``detect_windows`` on one full window (the in-memory path resizes it by exactly 1)."""
     detector = export.load_exported_model(trained["run"].exported_model)
     assert detector.class_names == dataset.classes and detector.image_size == 128
+    assert detector.pixel_scale == trained["result"].pixel_scale
     path = dataset.items[6].image_path
     in_memory = inference.preprocess_and_detect(trained["result"].model, [path], 128, dataset.classes, 0.0)[0]
-    reloaded = detector.detect(images.read_image(path), score_threshold=0.0, filename=path.name)
+    reloaded = detector._detect_whole(images.read_image(path), 0.0, path.name)
     assert len(reloaded) == len(in_memory) > 0
     np.testing.assert_allclose(sorted_rows(reloaded), sorted_rows(in_memory), atol=1e-3)
+    window = images.write_image(tmp_path / "window.png", images.read_image(path)[:128, :128])
+    in_memory = inference.preprocess_and_detect(trained["result"].model, [window], 128, dataset.classes, 0.0)[0]
+    boxes, scores, _ = detector._detect_windows([images.read_image(window)])[0]
+    assert len(scores) == len(in_memory) > 0
+    np.testing.assert_allclose(sorted_rows([dataclasses.replace(d, xmin=b[0], ymin=b[1], xmax=b[2], ymax=b[3], score=s)
+                                            for d, b, s in zip(in_memory, boxes, scores)]),
+                               sorted_rows(in_memory), atol=1e-3)
     height, width = images.read_image(path).shape[:2]
-    assert all(0 <= d.xmin <= d.xmax <= width and 0 <= d.ymin <= d.ymax <= height for d in reloaded)
+    tiled = detector.detect(images.read_image(path), score_threshold=0.0, filename=path.name)
+    assert tiled and all(0 <= d.xmin <= d.xmax <= width and 0 <= d.ymin <= d.ymax <= height for d in tiled)
 
 
 def test_exported_model_takes_images_of_any_size(trained):

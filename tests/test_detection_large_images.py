@@ -96,30 +96,34 @@ def test_shrinking_the_whole_field_into_one_window_loses_the_small_cells(large_r
     assert f'"object_size_ratio": {ratio}' in settings
 
 
-def test_a_cell_cut_by_a_window_seam_is_reported_once(large_run, tmp_path):
+def test_a_cell_cut_by_a_window_seam_is_reported_once(large_run):
     """Every annotated cell that crosses a seam between two windows has at most one detection of its
-    class over it (IoU >= 0.5), and most have exactly one."""
+    class over it (IoU >= 0.5, at the run's score threshold), and cells across seams are found about as
+    often as the other cells (score >= 0.05): the merge neither duplicates nor loses them."""
     test, scale = large_run["test"], large_run["scale"]
     detector = export.load_exported_model(large_run["run"].exported_model)
-    crossing, found_once = 0, 0
+    threshold = large_run["config"].score_threshold
+    found = {"crossing": [], "other": []}
     for name, annotation in _ground_truth(test).items():
         pixels = images.read_image(test / "images" / name)
         scaled = tiling.ScaledImage(tiling.ArraySource(pixels), scale.scale)
-        seams_x = {area.x / scaled.x_scale for area in scaled.windows(scale.window, scale.overlap) if area.x > 0}
-        seams_x |= {(area.x + area.width) / scaled.x_scale for area in scaled.windows(scale.window, scale.overlap)
-                    if area.x + area.width < scaled.width}
-        detections = detector.detect(pixels, score_threshold=large_run["config"].score_threshold)
+        areas = scaled.windows(scale.window, scale.overlap)
+        seams_x = {area.x / scaled.x_scale for area in areas if area.x > 0}
+        seams_x |= {(area.x + area.width) / scaled.x_scale for area in areas if area.x + area.width < scaled.width}
+        detections = detector.detect(pixels, score_threshold=0.05)
         for obj in annotation.objects:
-            if not any(obj.xmin < seam < obj.xmax for seam in seams_x):
-                continue
-            crossing += 1
-            same_class = np.array([[d.xmin, d.ymin, d.xmax, d.ymax] for d in detections if d.class_name == obj.name])
-            overlaps = _iou(np.array([obj.xmin, obj.ymin, obj.xmax, obj.ymax]), same_class)
-            assert (overlaps >= 0.5).sum() <= 1, f"{name}: {obj} reported {(overlaps >= 0.5).sum()} times"
-            found_once += int((overlaps >= 0.5).sum() == 1)
-    print(f"{crossing} cells cross a seam, {found_once} found once")
-    assert crossing >= 5
-    assert found_once >= 0.6 * crossing
+            box = np.array([obj.xmin, obj.ymin, obj.xmax, obj.ymax])
+            same_class = [d for d in detections if d.class_name == obj.name]
+            overlaps = _iou(box, np.array([[d.xmin, d.ymin, d.xmax, d.ymax] for d in same_class]))
+            confident = sum(1 for d, overlap in zip(same_class, overlaps) if overlap >= 0.5 and d.score >= threshold)
+            crossing = any(obj.xmin < seam < obj.xmax for seam in seams_x)
+            if crossing:
+                assert confident <= 1, f"{name}: {obj} reported {confident} times"
+            found["crossing" if crossing else "other"].append(bool((overlaps >= 0.5).any()))
+    rates = {kind: float(np.mean(values)) for kind, values in found.items()}
+    print(f"{len(found['crossing'])} cells cross a seam; found (IoU >= 0.5, score >= 0.05): {rates}")
+    assert len(found["crossing"]) >= 5
+    assert rates["crossing"] >= 0.75 * rates["other"]
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -494,3 +494,18 @@ def test_qc_report_pdf_has_the_count_section(tmp_path):
     assert "chosen on these QC images (optimistic)" in text
     for name in ("count_scatter", "count_bland_altman"):
         assert result.plots[name].is_file()
+
+
+def test_a_dense_field_of_view_is_not_capped_at_cocos_100_detections():
+    """150 cells of one class in one image, all found: mAP 1.0 (COCO's cap of 100 would miss 50)."""
+    cells = [voc.VocObject("cell", 20.0 * column, 20.0 * row, 20.0 * column + 15, 20.0 * row + 15)
+             for row in range(10) for column in range(15)]
+    ground_truth = {"field.png": voc.VocAnnotation(filename="field.png", width=300, height=200, depth=3, objects=cells)}
+    predictions = [outputs.Detection("field.png", "cell", 0.9 - index * 0.001, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+                   for index, obj in enumerate(cells)]
+    assert detection.default_max_detections(ground_truth) == 300
+    evaluation = detection.evaluate_detection(ground_truth, predictions)
+    assert evaluation.thresholds["max_detections"] == 300
+    assert evaluation.map50 == pytest.approx(1.0) and evaluation.map50_95 == pytest.approx(1.0)
+    capped = detection.evaluate_detection(ground_truth, predictions, max_detections=100)
+    assert capped.map50 < 0.7

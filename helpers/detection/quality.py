@@ -70,7 +70,8 @@ class QualityResult:
         return (f"Images: {self.source}.\n"
                 f"COCO mAP50-95 = {qc.format_value(evaluation.map50_95)} (IoU 0.50:0.05:0.95), "
                 f"mAP50 = {qc.format_value(evaluation.map50)} (IoU ≥ 0.5), mAP75 = {qc.format_value(evaluation.map75)} (IoU ≥ 0.75); "
-                f"up to 100 detections per image, all scores ≥ {RANKING_SCORE_THRESHOLD} ranked.\n"
+                f"up to {evaluation.thresholds.get('max_detections', 100)} detections per image and class, all scores ≥ "
+                f"{RANKING_SCORE_THRESHOLD} ranked.\n"
                 f"Precision, recall, F1, TP/FP/FN below: IoU ≥ {evaluation.thresholds.get('iou_threshold', 0.5)} "
                 f"and score ≥ {evaluation.thresholds.get('score_threshold', self.config.score_threshold)}."
                 + (f"\n{self.pixel_scale.sentence()}" if self.pixel_scale is not None else ""))

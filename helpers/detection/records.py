@@ -16,8 +16,8 @@ With a pixel scale (``helpers.detection.tiling.PixelScale``, what training alway
 is one **window** of an image, not the image: the image is decoded once, resized by the scale and
 cut into overlapping windows (``tiling.training_windows``); boxes cut by a window edge are kept
 when at least half of them is visible, and are otherwise written with class id ``IGNORE_LABEL``
-(-2), which ``helpers.detection.train`` turns into anchors that count neither as object nor as
-background. A window smaller than the network input in both directions (a small image) is padded
+(-2); ``helpers.detection.train.ignore_cut_objects`` gives the anchors matched to them no class and
+no box weight in the training step (neither object nor background). A window smaller than the network input in both directions (a small image) is padded
 bottom/right to the input size with the ImageNet mean colour, so that Model Garden's parser keeps
 it at the scale (it resizes every record to fit the input). ``RecordSet.windows`` says where each
 record lies in its image, so validation maps detections back and merges them as prediction does.

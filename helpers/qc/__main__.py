@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="lowest score for precision/recall/F1/TP/FP/FN, the confusion matrix and the "
                                 "predicted counts (default 0.3)")
     detection.add_argument("--iou-threshold", type=float, default=0.5, help="IoU of a match for the same (default 0.5)")
-    detection.add_argument("--max-detections", type=int, default=100,
-                           help="detections per image and class that COCO mAP keeps (default 100)")
+    detection.add_argument("--max-detections", type=int, default=None,
+                           help="detections per image and class that COCO mAP keeps (default: COCO's 100, or twice "
+                                "the most annotated boxes of one class in one image when that is more)")
     classification = commands.add_parser("classification", help="scikit-learn figures of one label per image")
     classification.add_argument("--labels", required=True, help="CSV with columns filename,label")
     classification.add_argument("--predictions", required=True,

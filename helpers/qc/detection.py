@@ -7,9 +7,15 @@ pycocotools' ``COCOeval`` computes every AP. Boxes use the COCO convention
 
 What is scored, and how (every number comes with its thresholds):
 
-* **mAP50-95, mAP50, mAP75** are ``COCOeval.stats[0:3]``: area range "all", at most
+* **mAP50-95, mAP50, mAP75** are what ``COCOeval.stats[0:3]`` hold (computed from ``eval['precision']``
+  as ``summarize`` does, at the last ``maxDets`` entry, since ``summarize`` looks ``stats[0]`` up at
+  ``maxDets == 100`` literally): area range "all", at most
   ``max_detections`` detections per image and class (``params.maxDets = [1, 10, max_detections]``),
-  every prediction ranked whatever its score (``score_threshold`` does not apply to AP).
+  every prediction ranked whatever its score (``score_threshold`` does not apply to AP). By default
+  ``max_detections`` is COCO's 100, raised to twice the most boxes of one class in one annotated
+  image (``default_max_detections``): a large field of view holds hundreds of cells, and COCO's cap
+  would count every cell beyond the 100th as missed (measured: BCCD pasted 3 x 3, about 100 RBC per
+  field, RBC AP50 0.596 with the cap of 100 against 0.77 without, docs/benchmarks.md §10).
   Per-class AP50 and AP50-95 are the means of ``eval['precision']`` over recall thresholds
   (and IoU thresholds) of the entries > -1, which is how ``COCOeval.summarize`` averages,
   so the mean of the per-class values is the mAP. A class without ground-truth boxes has
@@ -51,6 +57,8 @@ predictions (``unknown_classes``) come last: they have no AP but their detection
 """
 
 from __future__ import annotations
+
+import collections
 
 import contextlib
 import dataclasses
@@ -388,9 +396,13 @@ def _mean_valid(values: np.ndarray) -> float:
 
 def _coco_figures(evaluator, names: Sequence[str]) -> tuple[dict[str, float], dict[str, dict], dict[str, dict]]:
     """(mAPs, per-class {ap50, ap50_95}, PR curves at IoU 0.5) from an evaluated COCOeval."""
-    stats = [float(value) if value > -1 else math.nan for value in evaluator.stats[:3]]
     precision = evaluator.eval["precision"]  # [IoU thresholds, recall thresholds, classes, areas, maxDets]
     iou_index = int(np.where(evaluator.params.iouThrs == PR_CURVE_IOU)[0][0])
+    # What COCOeval.stats[0:3] hold, taken at the last maxDets entry: summarize() looks stats[0] up at
+    # maxDets == 100 literally, so with a larger cap it would be -1 ("absent").
+    iou_75 = int(np.argmin(np.abs(evaluator.params.iouThrs - 0.75)))
+    stats = [_mean_valid(precision[:, :, :, 0, -1]), _mean_valid(precision[iou_index, :, :, 0, -1]),
+             _mean_valid(precision[iou_75, :, :, 0, -1])]
     aps, curves = {}, {}
     for index, name in enumerate(names):
         class_precision = precision[:, :, index, 0, -1]
@@ -638,6 +650,10 @@ def count_summary_lines(agreement: CountAgreement) -> list[str]:
 # ---------------------------------------------------------------- the evaluation
 
 
+# COCO's own cap of detections per image (pycocotools' maxDets[2]).
+COCO_MAX_DETECTIONS = 100
+
+
 def _check_thresholds(score_threshold: float, iou_threshold: float, max_detections: int) -> None:
     if not 0.0 < iou_threshold <= 1.0:
         raise errors.ConfigError(f"iou_threshold: {iou_threshold} is outside (0, 1]. Use e.g. 0.5.")
@@ -647,9 +663,16 @@ def _check_thresholds(score_threshold: float, iou_threshold: float, max_detectio
         raise errors.ConfigError(f"max_detections: {max_detections} must be a whole number >= 1. Use e.g. 100.")
 
 
+def default_max_detections(ground_truth: Mapping[str, voc.VocAnnotation]) -> int:
+    """COCO's 100, or twice the most boxes of one class in one image when that is more."""
+    densest = max((collections.Counter(obj.name for obj in annotation.objects).most_common(1)[0][1]
+                   for annotation in ground_truth.values() if annotation.objects), default=0)
+    return max(COCO_MAX_DETECTIONS, 2 * densest)
+
+
 def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
                        classes: Sequence[str] | None = None, score_threshold: float = 0.3, iou_threshold: float = 0.5,
-                       max_detections: int = 100) -> DetectionEvaluation:
+                       max_detections: int | None = None) -> DetectionEvaluation:
     """Score predictions against ground truth and compare counts (definitions in the module docstring).
 
     Args:
@@ -660,7 +683,8 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
         score_threshold: lowest score for TP/FP/FN, precision, recall, F1, the confusion matrix and
             the count agreement (AP always ranks every prediction).
         iou_threshold: lowest IoU of a match for the same figures (AP uses COCO's thresholds).
-        max_detections: detections per image and class that COCOeval keeps (highest scores).
+        max_detections: detections per image and class that COCOeval keeps (highest scores); None =
+            ``default_max_detections(ground_truth)``.
 
     Returns:
         The evaluation, every figure with the thresholds it was taken at.
@@ -669,9 +693,11 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
         DatasetError: no ground-truth images, or predictions for images without ground truth.
         ConfigError: a threshold out of range.
     """
-    _check_thresholds(score_threshold, iou_threshold, max_detections)
     if not ground_truth:
         raise errors.DatasetError("ground truth: no annotated images to evaluate on. Give a folder of VOC files.")
+    if max_detections is None:
+        max_detections = default_max_detections(ground_truth)
+    _check_thresholds(score_threshold, iou_threshold, max_detections)
     predictions = match_predictions(ground_truth, predictions)
     names, unknown = _category_names(ground_truth, predictions, classes)
     image_ids = {name: position + 1 for position, name in enumerate(sorted(ground_truth))}
