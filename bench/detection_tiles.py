@@ -104,17 +104,31 @@ def _concatenated(strips, side: int):
     return array
 
 
+# ru_maxrss counts the pages of a memory-mapped file that were read (file-backed, which the OS can drop at
+# any time), so the child also samples RssAnon (memory only this process holds) every 50 ms.
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 sys.path.insert(0, {root!r})
 from helpers.detection import export, tiling
+peak = {{"anon_kb": 0}}
+def sample():
+    while True:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                peak["anon_kb"] = max(peak["anon_kb"], int(line.split()[1]))
+        time.sleep(0.05)
+threading.Thread(target=sample, daemon=True).start()
 detector = export.load_exported_model({model!r})
+time.sleep(0.2)
+baseline = peak["anon_kb"]
 started = time.perf_counter()
 source = tiling.open_image({path!r}, min_pixels_for_regions={threshold})
 found = detector.detect(source)
 seconds = time.perf_counter() - started
+time.sleep(0.2)
 print(json.dumps({{"seconds": seconds, "detections": len(found), "reader": type(source).__name__,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "anonymous_mb_after_model_load": baseline / 1024, "peak_anonymous_mb": peak["anon_kb"] / 1024}}))
 """
 
 
