@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pathlib
 import weakref
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -137,11 +137,6 @@ def detect(model: tf_keras.Model, images_batch, image_infos, class_names: Sequen
     return to_detections(outputs, image_infos, class_names, score_threshold, filenames)
 
 
-def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 def preprocess_and_detect(model: tf_keras.Model, image_paths: Sequence[str | pathlib.Path], image_size: int,
                           class_names: Sequence[str], score_threshold: float, batch_size: int = 4,
                           remove_background: bool = False) -> list[list]:
@@ -162,9 +157,10 @@ def preprocess_and_detect(model: tf_keras.Model, image_paths: Sequence[str | pat
     """
     from helpers import images as images_module
     from helpers.detection import preprocess as preprocess_module
+    from helpers.detection import tiling
 
     results = []
-    for paths in _batches(list(image_paths), max(1, batch_size)):
+    for paths in tiling.iterate_batches(list(image_paths), max(1, batch_size)):
         prepared = []
         for path in paths:
             pixels = images_module.read_image(path)

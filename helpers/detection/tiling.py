@@ -223,14 +223,12 @@ def object_sizes(box_sizes: Mapping[str, np.ndarray], scale: float) -> dict[str,
     return table
 
 
-def size_advice(sizes: Mapping[str, Mapping[str, float]], pixel_scale: PixelScale,
-                image_size_typed: bool = False) -> list[str]:
+def size_advice(sizes: Mapping[str, Mapping[str, float]], pixel_scale: PixelScale) -> list[str]:
     """One plain line per class that the anchors cannot match at this scale (empty when all fit).
 
     Args:
         sizes: ``object_sizes`` at ``pixel_scale.scale``.
         pixel_scale: the scale in use.
-        image_size_typed: unused by the rule; kept so callers can say where the window came from.
     """
     lines = []
     for name, values in sizes.items():
