@@ -35,8 +35,12 @@ demo: $(STAMP)
 
 # The whole test suite, notebooks included (what CI runs).
 # (PYDEVD_DISABLE_FILE_VALIDATION: silences ipykernel's debugger note about frozen modules on 3.13.)
+# Two pytest-xdist workers, one test file each at a time (--dist loadfile keeps a file's module-scoped
+# trained model in one worker): CI has 2 cores, and half of a notebook test is single-threaded Python
+# (kernel start, imports, PDFs) that the other worker's training overlaps. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	PYDEVD_DISABLE_FILE_VALIDATION=1 $(BIN)/python -m pytest -ra --durations=15
+	PYDEVD_DISABLE_FILE_VALIDATION=1 $(BIN)/python -m pytest -ra --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 # Checks that the benchmark scripts run (a few minutes); the real runs are in docs/benchmarks.md.
 bench-smoke: $(STAMP)

@@ -3,7 +3,9 @@
 A task config is a ``dataclasses.dataclass`` whose fields carry metadata made by ``field()``:
 a help sentence, numeric bounds or a list of choices. Form values become a config through
 ``config_from_form``: a value left ``None`` (or ``""`` for text) means "use the preset's value",
-so a preset never silently overwrites what the user typed. The resolved config is written to
+so a preset never silently overwrites what the user typed; in the notebooks (``defaults_mean_preset``)
+a field still showing the ``default`` preset's value counts as not typed. ``settings_summary`` is
+the short table of what differs from the preset that the data check prints. The resolved config is written to
 ``config.yaml`` in the run folder and printed verbatim in every PDF report.
 """
 
@@ -41,6 +43,18 @@ def _field_types(config_class: type) -> dict[str, Any]:
     return typing.get_type_hints(config_class)
 
 
+def decimal_text(text: str) -> str:
+    """A number typed in a text field, as Python reads numbers: spaces stripped, one decimal comma made a point.
+
+    ``"0,001"`` -> ``"0.001"``, ``" 8 "`` -> ``"8"``; text with both a comma and a point, or several
+    commas, is returned stripped and left to fail as "not a number".
+    """
+    text = text.strip()
+    if text.count(",") == 1 and "." not in text:
+        return text.replace(",", ".")
+    return text
+
+
 def _coerce(name: str, value: Any, expected: Any) -> Any:
     """Convert a form value to the field's type; ConfigError naming the field otherwise."""
     if expected is bool:
@@ -49,11 +63,16 @@ def _coerce(name: str, value: Any, expected: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
             return value.strip().lower() in ("true", "yes")
         raise errors.ConfigError(f"{name}: expected True or False, got {value!r}. Tick or untick the box.")
+    if isinstance(value, tuple) and expected in (int, float):  # Python read "0,001" typed in a raw field
+        raise errors.ConfigError(f"{name}: got {value!r}, which is what a decimal comma becomes in a raw field. "
+                                 f"Type the number with a decimal point (0.001) in a text field.")
+    # Text fields hold numbers as typed: read "0,001" as 0.001; messages quote what was typed.
+    number_text = decimal_text(value) if isinstance(value, str) else value
     if expected is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise errors.ConfigError(f"{name}: expected a whole number, got {value!r}. Type a number such as 8.")
         try:
-            number = float(value)
+            number = float(number_text)
         except ValueError:
             raise errors.ConfigError(f"{name}: expected a whole number, got {value!r}. Type a number such as 8.") from None
         if number != int(number):
@@ -63,9 +82,10 @@ def _coerce(name: str, value: Any, expected: Any) -> Any:
         if isinstance(value, bool):
             raise errors.ConfigError(f"{name}: expected a number, got {value!r}. Type a number such as 0.001.")
         try:
-            return float(value)
+            return float(number_text)
         except (TypeError, ValueError):
-            raise errors.ConfigError(f"{name}: expected a number, got {value!r}. Type a number such as 0.001.") from None
+            raise errors.ConfigError(f"{name}: expected a number, got {value!r}. Type a number such as 0.001 "
+                                     f"(a decimal comma, 0,001, works too).") from None
     if expected is str:
         return str(value).strip()
     return value
@@ -108,12 +128,30 @@ def reject_unknown(config_class: type, values: Mapping[str, Any]) -> None:
             raise errors.ConfigError(f"{key}: unknown setting for {config_class.__name__}.{hint}")
 
 
-def config_from_form(config_class: type, preset: str = "default", **form_values: Any) -> Any:
+def _left_at_default(item: dataclasses.Field, expected: Any, value: Any) -> bool:
+    """True when a form value is blank or equals the field's default (the ``default`` preset's value).
+
+    A value that cannot be read as the field's type is not "at the default": validation names it.
+    """
+    if value in PRESET_SENTINELS:
+        return True
+    try:
+        return _coerce(item.name, value, expected) == item.default
+    except errors.ConfigError:
+        return False
+
+
+def config_from_form(config_class: type, preset: str = "default", defaults_mean_preset: bool = False,
+                     **form_values: Any) -> Any:
     """Build a validated config from form fields on top of a named preset.
 
     Args:
         config_class: a task config dataclass with a ``PRESETS: dict[str, dict]`` class attribute.
         preset: name of the preset whose values fill fields left blank.
+        defaults_mean_preset: the notebooks' rule. Their forms show the ``default`` preset's values,
+            so a field still showing that value was not changed by the user and takes the chosen
+            preset's value (``quick`` shortens the run); a field the user changed always wins.
+            False (programs): only ``None`` and ``""`` take the preset's value.
         **form_values: field values from the notebook form; ``None`` or ``""`` means
             "take it from the preset" (or the field default when the preset does not set it).
 
@@ -125,10 +163,60 @@ def config_from_form(config_class: type, preset: str = "default", **form_values:
         raise errors.ConfigError(f"preset: {preset!r} is not one of {', '.join(map(repr, presets))}. Choose one of these.")
     reject_unknown(config_class, form_values)
     values = dict(presets[preset])
+    if defaults_mean_preset:
+        types, fields = _field_types(config_class), {item.name: item for item in dataclasses.fields(config_class)}
+        form_values = {key: value for key, value in form_values.items()
+                       if not (key in presets[preset] and _left_at_default(fields[key], types[key], value))}
     values.update({key: value for key, value in form_values.items() if value not in PRESET_SENTINELS})
     if "preset" in {item.name for item in dataclasses.fields(config_class)}:
         values["preset"] = preset
     return validate_config(config_class(**values))
+
+
+def is_data_field(name: str) -> bool:
+    """True for the fields that say where the data and the run are (no preset sets them)."""
+    return name in ("model_path", "model_name", "preset") or name.endswith(("_dir", "_csv", "_column"))
+
+
+def differences_from_preset(config: Any) -> list[tuple[str, Any, Any]]:
+    """``(field, value used, the preset's value)`` for every setting that differs from ``config.preset``'s.
+
+    The data fields (``is_data_field``) are left out: they are the user's, not a preset's.
+    """
+    preset_values = {item.name: item.default for item in dataclasses.fields(config)}
+    preset_values.update(type(config).PRESETS[config.preset])
+    return [(name, getattr(config, name), preset_value) for name, preset_value in preset_values.items()
+            if not is_data_field(name) and getattr(config, name) != preset_value]
+
+
+def setting_text(value: Any) -> str:
+    """A setting as the forms show it: ``0.0001`` not ``1e-04`` rounded, ``(empty)`` for ``""``."""
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return "(empty)" if value == "" else str(value)
+
+
+def settings_summary(config: Any) -> str:
+    """A few lines for the notebook: the preset, what it changes, and a table of the settings that differ from it.
+
+    The full settings stay in ``config.yaml`` and the reports; this is what the user should check.
+    """
+    from helpers import qc  # local: the table layout lives with the other text tables
+
+    defaults = {item.name: item.default for item in dataclasses.fields(config)}
+    preset_changes = [f"{name} {setting_text(value)}" for name, value in type(config).PRESETS[config.preset].items()
+                      if value != defaults[name]]
+    lines = [f"Preset: {config.preset}" + (f" (it sets {', '.join(preset_changes)})" if preset_changes else "")]
+    differences = differences_from_preset(config)
+    if differences:
+        lines.append(f"Settings that differ from the {config.preset} preset:")
+        lines.append(qc.text_table([["setting", "value used", "preset value"]] +
+                                   [[name, setting_text(value), setting_text(preset_value)]
+                                    for name, value, preset_value in differences]))
+    else:
+        lines.append(f"Every other setting is the {config.preset} preset's.")
+    lines.append("All settings are in config.yaml in the run folder.")
+    return "\n".join(lines)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -171,3 +259,15 @@ def load_config(config_class: type, path: str | pathlib.Path) -> Any:
 def describe_fields(config_class: type) -> list[tuple[str, str]]:
     """(field name, help sentence) pairs, for documentation and report appendices."""
     return [(item.name, item.metadata.get("help", "")) for item in dataclasses.fields(config_class)]
+
+
+def quick_run_notice(config: Any) -> str:
+    """The sentence every task prints after training, and both PDF reports repeat, for a ``quick`` run ("" otherwise).
+
+    The quick preset (a small network from scratch, ~2 epochs) checks that data, training, export and
+    QC run end to end; its model has barely learned (detection: QC mAP50 0.000 on BCCD).
+    """
+    if getattr(config, "preset", "") != "quick":
+        return ""
+    return (f"This was a quick run (preset = quick, {config.epochs} epochs): it checks that everything works, "
+            f"not how well a model can learn. Choose preset = default in form 1.1 for a real model.")

@@ -1,8 +1,8 @@
-"""Example datasets made ready for form 1.1: what the "3.0 Example dataset" cell of every notebook runs.
+"""Example datasets made ready for form 1.1: what cell 2.1 of every notebook runs for its ``Example_dataset``.
 
 ``prepare_example(name, target_dir)`` downloads the manifest entry (``downloads.fetch_example``),
 writes a labels CSV where the published labels do not fit the notebook's loader, and returns the
-values to paste into form 1.1, each folder or file checked to exist. ``form_lines`` turns them into
+values of form 1.1's data fields, each folder or file checked to exist. ``form_lines`` turns them into
 the lines the cell prints (``Training_images = "/content/..."``).
 
 Two published layouts need a labels CSV, written **into the download folder**

@@ -78,13 +78,22 @@ def truncate_history(path: str | pathlib.Path, completed_epochs: int, columns: S
 
 
 def plot_history(path: str | pathlib.Path, output_path: str | pathlib.Path,
-                 panels: Iterable[tuple[str, Sequence[str]]]) -> pathlib.Path:
+                 panels: Iterable[tuple], marked_epoch: int | None = None,
+                 marked_label: str = "kept epoch") -> pathlib.Path:
     """Draw training curves from ``history.csv`` into one PNG, one panel per group of columns.
+
+    Training columns are lines (a value every epoch); ``validation_*`` columns are points, since
+    validation may run every N epochs only. Every panel has axis labels and a legend below it, so
+    no label covers a curve.
 
     Args:
         path: the run's ``history.csv``.
         output_path: PNG to write.
-        panels: (panel title, column names) pairs, e.g. ``("Loss", ["train_total_loss", "validation_loss"])``.
+        panels: ``(title, columns)`` or ``(title, columns, y-axis label)``; a column is a name
+            (``"train_total_loss"``) or ``(name, legend label, factor)`` to draw ``factor`` × the
+            column, e.g. a loss term times the weight it had in the optimised loss.
+        marked_epoch: drawn as a vertical line in every panel (the checkpoint kept); None: none.
+        marked_label: the legend text of that line.
 
     Returns:
         ``output_path``.
@@ -92,26 +101,38 @@ def plot_history(path: str | pathlib.Path, output_path: str | pathlib.Path,
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot
+    from matplotlib import pyplot, ticker
 
     rows = read_history(path)
     panels = list(panels)
-    figure, axes = pyplot.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
     epochs = [row["epoch"] for row in rows]
-    for axis, (title, columns) in zip(axes[0], panels):
+    for axis, panel in zip(axes[0], panels):
+        title, columns = panel[0], panel[1]
         for column in columns:
-            # Epochs without a value (e.g. not validated) are left out, so the line joins the others.
-            points = [(epoch, row.get(column, math.nan)) for epoch, row in zip(epochs, rows)]
+            name, label, factor = (column, column.replace("_", " "), 1.0) if isinstance(column, str) else column
+            # Epochs without a value (e.g. not validated) are left out.
+            points = [(epoch, row.get(name, math.nan) * factor) for epoch, row in zip(epochs, rows)]
             points = [(epoch, value) for epoch, value in points if not math.isnan(value)]
-            if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=column.replace("_", " "))
-        axis.set_title(title)
+            if not points:
+                continue
+            if name.startswith("validation"):
+                axis.plot(*zip(*points), linestyle="none", marker="o", markersize=5, label=label)
+            else:
+                # A line of one point is invisible (the first epoch of a live curve): draw that point.
+                axis.plot(*zip(*points), linewidth=1.6, label=label, marker="o" if len(points) == 1 else None,
+                          markersize=4)
+        if marked_epoch is not None and axis.lines:
+            axis.axvline(marked_epoch, color="black", linestyle="--", linewidth=1, label=f"{marked_label} ({marked_epoch})")
+        axis.set_title(title, fontsize=10)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # no "epoch 1.5"
+        axis.set_ylabel(panel[2] if len(panel) > 2 else title.lower())
         axis.grid(alpha=0.3)
         if axis.lines:
-            axis.legend(fontsize=8)
+            axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
     figure.tight_layout()
     output_path = pathlib.Path(output_path)
-    figure.savefig(output_path, dpi=110)
+    figure.savefig(output_path, dpi=110, bbox_inches="tight")
     pyplot.close(figure)
     return output_path

@@ -1,4 +1,4 @@
-"""Steps every notebook shares (sections 1–3.0): installation check, GPU, Drive, example data.
+"""Steps every notebook shares (sections 1–2): installation check, GPU, Drive, the example dataset of form 1.1.
 
 Each function is what one notebook cell calls; it prints plain-language text for the user and
 returns data for the next cell.
@@ -7,6 +7,7 @@ returns data for the next cell.
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 from helpers import environment, errors
 
@@ -73,29 +74,37 @@ def connect_storage() -> pathlib.Path:
     return environment.prepare_storage()
 
 
-def download_example(name: str, model_path: str) -> pathlib.Path | None:
-    """Download an example dataset from the manifest into ``<model_path>/example_data`` and print
-    the values to paste into form 1.1 (``helpers.example_data.prepare_example``).
+def use_example(name: str, model_path: str, *form_values: Any) -> tuple:
+    """Cell 2.1: the data fields of form 1.1, replaced by the example dataset's when one is chosen there.
 
     Args:
-        name: a manifest entry name, or ``"none"`` to do nothing.
-        model_path: the user's model folder; the data goes into its ``example_data`` subfolder.
+        name: form 1.1's ``Example_dataset``: a manifest entry name, or ``"none"`` (the user's own data).
+        model_path: the user's model folder; the example goes into its ``example_data`` subfolder
+            (downloaded once; a second run finds it there).
+        *form_values: the current values of the fields ``example_data.FORM_FIELDS[task]``, in that order.
 
     Returns:
-        The dataset's root folder, or None when ``name`` is ``"none"``.
+        The values of those fields to use: ``form_values`` unchanged for ``"none"``, else the example's.
+
+    Raises:
+        ConfigError: unknown name, or the cell passes another number of fields than the task's form has.
     """
     if not name or name == "none":
-        print("No example dataset requested.")
-        return None
-    from helpers import example_data  # local: only this optional cell needs it
+        print("Example_dataset is none: the data folders of form 1.1 are used.")
+        return form_values
+    from helpers import example_data  # local: only this optional step needs it
 
     example = example_data.prepare_example(name, pathlib.Path(model_path) / "example_data")  # ConfigError lists names
+    fields = example_data.FORM_FIELDS[example.entry.task]
+    if len(form_values) != len(fields):
+        raise errors.ConfigError(f"Example_dataset: {name!r} is a {example.entry.task} dataset, for the "
+                                 f"{example.entry.task} notebook. Choose one this notebook's form offers.")
     entry = example.entry
-    print(f"{name}: {entry.description}\nLicence: {entry.licence}. Cite: {entry.citation}")
+    print(f"Example dataset {name}: {entry.description}\nLicence: {entry.licence}. Cite: {entry.citation}")
     if entry.notes:
         print(f"Note: {entry.notes}")
     if example.written is not None:
         print(f"Labels converted for this notebook into {example.written} (the downloaded files are unchanged).")
-    print("\nPaste these values into form 1.1 (replacing what is there), then run the notebook again from 1.1:")
-    print("\n".join(example_data.form_lines(example.form_values)))
-    return example.root
+    print("Form 1.1's data fields are replaced by the example's (set Example_dataset to none to use your own):")
+    print("\n".join(f"  {line}" for line in example_data.form_lines(example.form_values)))
+    return tuple(example.form_values[field] for field in fields)

@@ -47,10 +47,15 @@ FONT_FILES = {  # (family, style) -> file name in matplotlib/mpl-data/fonts/ttf
 BODY_SIZE_PT = 10
 LINE_HEIGHT_MM = 5.0
 TABLE_SIZE_PT = 9
+SMALLEST_TABLE_SIZE_PT = 7  # tables shrink to this before a word is split across lines
+CELL_PADDING_MM = 3.6  # left + right cell padding (1.5 mm each) and a little air
+LONGEST_UNBROKEN_FRACTION = 0.45  # words longer than this share of a table's width (paths) may still break
 MONO_SIZE_PT = 8
 KEY_COLUMN_FRACTION = 0.34
 HEADING_KEEP_WITH_NEXT_MM = 25.0  # a heading needs this much room below it, or it starts a new page
 LIGHT_GREY = (242, 242, 242)
+ANSWER_FILL = (226, 236, 250)  # light blue: the result on page 1
+WARNING_FILL = (255, 240, 200)  # light amber: read this before trusting the figures
 TEXT_GREY = (110, 110, 110)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -178,6 +183,27 @@ class Report:
         self._write_lines(clean_text(text))
         self.pdf.ln(2)
 
+    def callout(self, lines: Sequence[Any], warning: bool = False) -> None:
+        """A shaded box of short paragraphs (the answer on page 1, or a warning), the first in bold.
+
+        Args:
+            lines: one paragraph each; empty ones are left out.
+            warning: amber instead of blue, for what a reader must know before trusting the figures.
+        """
+        lines = [clean_text(line) for line in lines if line]
+        if not lines:
+            return
+        self.pdf.set_fill_color(*(WARNING_FILL if warning else ANSWER_FILL))
+        for index, line in enumerate(lines):
+            self.pdf.set_font(FONT_FAMILY, "B" if index == 0 else "", BODY_SIZE_PT + (1 if index == 0 and not warning else 0))
+            self.pdf.set_x(self.pdf.l_margin)
+            top, bottom = (2.0 if index == 0 else 0.5), (2.0 if index == len(lines) - 1 else 0.5)
+            self.pdf.multi_cell(self.text_width_mm, LINE_HEIGHT_MM + 0.5, line, fill=True, align="L",
+                                new_x=fpdf.XPos.LMARGIN, new_y=fpdf.YPos.NEXT, padding=(top, 3, bottom, 3))
+        self.pdf.set_fill_color(255, 255, 255)  # tables drawn later take the current fill colour
+        self.pdf.ln(3)
+        self._body_font()
+
     def bullet_list(self, items: Sequence[Any]) -> None:
         """One indented paragraph per item, each with a bullet."""
         self._body_font()
@@ -223,20 +249,64 @@ class Report:
         columns = len(header)
         if column_widths_mm is not None and len(column_widths_mm) != columns:
             raise ValueError(f"table: {len(column_widths_mm)} column widths for {columns} columns")
-        widths = list(column_widths_mm) if column_widths_mm is not None else [1.0] * columns
-        total_width = min(sum(widths), self.text_width_mm) if column_widths_mm is not None else self.text_width_mm
-        self.pdf.set_font(FONT_FAMILY, "", TABLE_SIZE_PT)
+        for index, values in enumerate(rows):
+            if len(values) > columns:
+                raise ValueError(f"table: row {index} has {len(values)} values for {columns} columns")
+        texts = [[clean_text(title) for title in header]] + [[clean_text(value) for value in values]
+                                                             + [""] * (columns - len(values)) for values in rows]
+        total_width = (min(sum(column_widths_mm), self.text_width_mm) if column_widths_mm is not None
+                       else self.text_width_mm)
+        font_size, widths = self._fit_columns(texts, total_width, column_widths_mm)
+        self.pdf.set_font(FONT_FAMILY, "", font_size)
         headings_style = fpdf_fonts.FontFace(emphasis="BOLD", fill_color=(225, 225, 225))
-        with self.pdf.table(col_widths=widths, width=total_width, text_align="LEFT", line_height=4.5,
+        with self.pdf.table(col_widths=widths, width=total_width, text_align="LEFT", line_height=font_size * 0.5,
                             headings_style=headings_style, repeat_headings=1, cell_fill_color=LIGHT_GREY,
                             cell_fill_mode="ROWS", padding=(1, 1.5), align="LEFT") as table:
-            table.row([clean_text(title) for title in header])
-            for index, values in enumerate(rows):
-                if len(values) > columns:
-                    raise ValueError(f"table: row {index} has {len(values)} values for {columns} columns")
-                table.row([clean_text(value) for value in values] + [""] * (columns - len(values)))
+            for values in texts:
+                table.row(values)
         self.pdf.ln(3)
         self._body_font()
+
+    def _fit_columns(self, texts: Sequence[Sequence[str]], total_width: float,
+                     wanted_mm: Sequence[float] | None) -> tuple[float, list[float]]:
+        """(font size in pt, C column widths in mm) so that no word is split across lines.
+
+        Each column is at least as wide as its longest word (header in bold) plus the cell padding;
+        the width left over goes to the columns in proportion to ``wanted_mm`` (default: their
+        longest text). When the longest words do not fit at ``TABLE_SIZE_PT`` the font shrinks to
+        ``SMALLEST_TABLE_SIZE_PT``; a word wider than ``LONGEST_UNBROKEN_FRACTION`` of the table (a
+        path) is still broken rather than squeeze every other column.
+        """
+        longest_allowed = total_width * LONGEST_UNBROKEN_FRACTION
+        for font_size in range(TABLE_SIZE_PT, SMALLEST_TABLE_SIZE_PT - 1, -1):
+            minimum, natural = self._text_widths(texts, font_size)
+            minimum = [min(width, longest_allowed) + CELL_PADDING_MM for width in minimum]
+            if sum(minimum) <= total_width or font_size == SMALLEST_TABLE_SIZE_PT:
+                break
+        wanted = list(wanted_mm) if wanted_mm is not None else [min(width, longest_allowed) + CELL_PADDING_MM
+                                                                for width in natural]
+        spare = total_width - sum(minimum)
+        if spare <= 0:
+            return font_size, minimum
+        # Grow each column towards its wanted share; what is left is shared like the wanted widths.
+        scale = total_width / sum(wanted)
+        growth = [max(0.0, want * scale - low) for want, low in zip(wanted, minimum)]
+        if sum(growth) == 0:
+            growth = wanted
+        return font_size, [low + spare * grow / sum(growth) for low, grow in zip(minimum, growth)]
+
+    def _text_widths(self, texts: Sequence[Sequence[str]], font_size: float) -> tuple[list[float], list[float]]:
+        """Per column: (longest word, longest whole cell) in mm at ``font_size``; row 0 is the bold header."""
+        columns = len(texts[0])
+        longest_word, longest_text = [0.0] * columns, [0.0] * columns
+        for row_index, row in enumerate(texts):
+            self.pdf.set_font(FONT_FAMILY, "B" if row_index == 0 else "", font_size)
+            for column, text in enumerate(row):
+                words = text.split() or [""]
+                longest_word[column] = max(longest_word[column], *(self.pdf.get_string_width(word) for word in words))
+                longest_text[column] = max(longest_text[column], max(self.pdf.get_string_width(line)
+                                                                     for line in text.split("\n")))
+        return longest_word, longest_text
 
     def figure(self, path: str | pathlib.Path, width_mm: float = 170, caption: str | None = None) -> None:
         """An image (PNG/JPEG), centred, aspect ratio kept; starts a new page when it does not fit.
@@ -283,6 +353,7 @@ class Report:
         self.pdf.set_x(self.pdf.l_margin)
         self.pdf.multi_cell(self.text_width_mm, 3.8, clean_text(text).rstrip("\n"), fill=True, align="L",
                             new_x=fpdf.XPos.LMARGIN, new_y=fpdf.YPos.NEXT, padding=(1.5, 2))
+        self.pdf.set_fill_color(255, 255, 255)
         self.pdf.ln(3)
         self._body_font()
 

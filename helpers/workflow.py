@@ -164,13 +164,13 @@ def open_session(session_class: type, config_class: type, preset: str, form_fiel
 
     The form's input folders are checked (``session_class.require_inputs``) before the run folder is made.
     """
-    config = config_module.config_from_form(config_class, preset, **form_fields)
+    config = config_module.config_from_form(config_class, preset, defaults_mean_preset=True, **form_fields)
     session_class.require_inputs(config)
     if not config.model_path.strip():
         raise errors.ConfigError("model_path: empty. Type the folder where the run folder should be created.")
     run = runs.open_run_folder(config.model_path, config.model_name, config)
     state = "Resuming the run in" if run.resumed else "New run folder:"
-    print(f"{state} {run.root}\nSettings used (also in config.yaml):\n{config_module.config_to_yaml(config)}")
+    print(f"{state} {run.root}\n{config_module.settings_summary(config)}\n")
     return session_class(config=config, run=run)
 
 

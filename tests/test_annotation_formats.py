@@ -355,7 +355,9 @@ def test_input_files_are_never_changed(messy_coco, tmp_path):
 def test_the_annotations_field_accepts_a_folder_or_a_json_file(clean_coco, tmp_path):
     images_dir, path = clean_coco
     assert detection_dataset.require_annotations("Training_annotations", str(path)) == path
-    assert detection_dataset.require_annotations("Training_annotations", str(images_dir)) == images_dir
+    (tmp_path / "voc").mkdir()
+    (tmp_path / "voc" / "a.xml").write_text("<annotation/>", encoding="utf-8")
+    assert detection_dataset.require_annotations("Training_annotations", str(tmp_path / "voc")) == tmp_path / "voc"
     (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(errors.ConfigError, match="notes.txt: is a file but not a .json file.*COCO"):
         detection_dataset.require_annotations("Training_annotations", str(tmp_path / "notes.txt"))
@@ -363,6 +365,15 @@ def test_the_annotations_field_accepts_a_folder_or_a_json_file(clean_coco, tmp_p
         detection_dataset.require_annotations("Test_annotations", " ")
     with pytest.raises(errors.DatasetError, match="Test_annotations: .*gone.json does not exist"):
         detection_dataset.require_annotations("Test_annotations", str(tmp_path / "gone.json"))
+
+
+def test_a_folder_without_xml_is_one_line_naming_the_field_not_a_problem_per_image(clean_coco):
+    images_dir = clean_coco[0]  # the images folder typed as the annotations folder: a likely slip
+    with pytest.raises(errors.DatasetError) as raised:
+        detection_dataset.require_annotations("Training_annotations", str(images_dir))
+    message = str(raised.value)
+    assert message.startswith(f"0 .xml files in Training_annotations ({images_dir}; it holds 2 .png files, "
+                              "1 folder): is the path right?") and "\n" not in message
 
 
 def test_qc_ground_truth_from_coco_and_bbbc041(clean_coco, messy_bbbc041, caplog):

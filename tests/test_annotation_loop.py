@@ -127,6 +127,86 @@ def test_number_to_annotate_must_be_a_positive_whole_number(tmp_path, value):
     assert not (tmp_path / "results" / "annotate_next.csv").exists()
 
 
+# ---------------------------------------------------------------- never rank the run's own images
+
+
+def run_with_images(tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
+    """A run folder whose config.yaml names a training folder, plus a test and a new images folder (3 images each)."""
+    from helpers import config as config_module
+    from helpers.detection.config import DetectionConfig
+
+    folders = {}
+    for role, shade in (("train", 40), ("test", 120), ("new", 200)):
+        folders[role] = tmp_path / role
+        for index in range(3):  # different sizes per folder: a name shared across folders is not a copy
+            images.write_image(folders[role] / f"img_{index}.png", np.full((20 + shade // 40, 30, 3), shade, np.uint8))
+    config = config_module.config_from_form(DetectionConfig, "quick", images_dir=str(folders["train"]),
+                                            annotations_dir=str(tmp_path / "annotations"))
+    folders["run"] = tmp_path / "run"
+    folders["run"].mkdir()
+    config_module.save_config(config, folders["run"] / "config.yaml")
+    return folders
+
+
+def predicted(folders: dict, source: pathlib.Path, results: str) -> predict.PredictionResult:
+    """A PredictionResult of ``source``'s images made by the run of ``folders``."""
+    names = sorted(path.name for path in source.iterdir())
+    result = prediction_result(folders["run"].parent / results, {name: [detection(name, 0.5)] for name in names})
+    result.source, result.run_root = source, folders["run"]
+    return result
+
+
+def test_the_test_images_are_refused_with_a_message_naming_the_fields(tmp_path, capsys):
+    folders = run_with_images(tmp_path)
+    result = predicted(folders, folders["test"], "results")
+    queue = annotation_loop.queue_for_annotation(result, 10, test_images=str(folders["test"]))
+    assert queue.ranking == [] and queue.csv_path is None and queue.held_out == dict.fromkeys(
+        ["img_0.png", "img_1.png", "img_2.png"], "Test_images")
+    assert not (tmp_path / "results" / "annotate_next.csv").exists()
+    assert not (tmp_path / "results" / "pre_annotations").exists()
+    queue.show()
+    shown = capsys.readouterr().out
+    assert "3 of the 3 predicted images are your Test_images" in shown and "section 5's numbers meaningless" in shown
+    assert "Put new, unannotated images in Prediction_images and run section 6 again." in shown
+
+
+def test_test_images_recorded_by_qc_are_recognised_also_as_copies_in_another_folder(tmp_path):
+    folders = run_with_images(tmp_path)
+    record = folders["run"] / "qc" / "20260101-000000" / annotation_loop.QC_IMAGES_RECORD
+    record.parent.mkdir(parents=True)
+    annotation_loop.write_qc_images_record(folders["test"], sorted(folders["test"].iterdir()), record)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / "img_1.png").write_bytes((folders["test"] / "img_1.png").read_bytes())  # a copy: same name and size
+    (copies / "img_2.png").write_bytes((folders["new"] / "img_2.png").read_bytes())   # same name, another image
+    queue = annotation_loop.queue_for_annotation(predicted(folders, copies, "results"), 10)  # no test_images given
+    assert queue.held_out == {"img_1.png": "Test_images"}
+    assert [row["image"] for row in read_rows(queue.csv_path)] == ["img_2.png"]
+    assert "1 of the 2 predicted images are your Test_images (img_1.png)" in queue.message
+
+
+def test_training_images_are_refused_and_new_images_are_ranked(tmp_path):
+    folders = run_with_images(tmp_path)
+    queue = annotation_loop.queue_for_annotation(predicted(folders, folders["train"], "from_training"), 10)
+    assert set(queue.held_out.values()) == {"Training_images"} and len(queue.held_out) == 3
+    assert queue.csv_path is None and "the model was trained on them" in queue.message
+    new = annotation_loop.queue_for_annotation(predicted(folders, folders["new"], "from_new"), 10,
+                                               test_images=str(folders["test"]))
+    assert new.held_out == {} and new.message == "" and len(read_rows(new.csv_path)) == 3
+
+
+def test_with_a_split_only_the_images_it_used_are_training_images(tmp_path):
+    from helpers import split
+
+    folders = run_with_images(tmp_path)
+    split.Split(train=["img_0"], validation=["img_1"], test=[], seed=0, validation_fraction=0.5, test_fraction=0.0,
+                stratified_by="none").save(folders["run"] / "split.json")
+    queue = annotation_loop.queue_for_annotation(predicted(folders, folders["train"], "results"), 10)
+    # img_2 sits in Training_images but was not in the split (e.g. no annotation): it may be annotated
+    assert queue.held_out == {"img_0.png": "Training_images", "img_1.png": "Training_images"}
+    assert [row["image"] for row in read_rows(queue.csv_path)] == ["img_2.png"]
+
+
 def test_the_module_does_not_import_tensorflow():
     import subprocess
     import sys

@@ -44,3 +44,17 @@ def test_benchmark_table_marks_a_failed_run():
     table = demo_time.markdown(rows).splitlines()
     assert table[2] == "| 30 | 300.0 | 500.0 | 0.1/1.9 | 0.99 | 0.7 |"
     assert table[3].endswith("| failed | failed |")
+
+
+def test_the_demo_ends_with_where_every_output_is(tmp_path):
+    run = tmp_path / "models" / "demo_retinanet"
+    for relative in ("training_report.pdf", "qc_report.pdf", "qc/20261207-001214/metrics.json",
+                     "predictions/20261201-000000/predictions.csv", "predictions/20261207-001222/predictions.csv",
+                     "predictions/20261207-001222/counts.csv"):
+        (run / relative).parent.mkdir(parents=True, exist_ok=True)
+        (run / relative).write_text("x", encoding="utf-8")
+    lines = demo.where_outputs_are(run, tmp_path / "missing.ipynb").splitlines()
+    assert [line.split("  ")[1].strip() for line in lines] == [
+        "run folder", "training report", "QC report", "QC tables and figures", "predictions", "counts per image"]
+    assert lines[4].endswith("predictions/20261207-001222/predictions.csv")  # the newest, never the older run
+    assert lines[5].endswith("predictions/20261207-001222/counts.csv")

@@ -516,7 +516,7 @@ def test_safe_extract_zip_and_tar(tmp_path):
      "link"),
     ("hardlink.tar.gz", tar_gz_bytes({"ok.txt": b"fine"}, links=(("link", "../evil.txt", tarfile.LNKTYPE),)),
      "link"),
-])
+], ids=lambda value: "bytes" if isinstance(value, bytes) else None)  # archive bytes hold a timestamp: ids stay equal across pytest-xdist workers
 def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, name, data, member):
     work = tmp_path / "work"
     work.mkdir()

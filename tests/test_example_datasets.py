@@ -1,10 +1,10 @@
 """Every notebook's example-dataset path, end to end against a local HTTP server on 127.0.0.1.
 
-For each dataset offered by a notebook's 3.0 cell, a small archive with the source's real layout
+For each dataset offered by the Example_dataset field of a notebook's form 1.1, a small archive with the source's real layout
 (synthetic files; names, folders and counts from the manifest and shared/data SOURCE.md notes) is
 served locally, the manifest entry's URL is pointed at it, the function the cell calls
-(``helpers.notebook.download_example``) runs, and the values it prints are parsed as form 1.1
-would take them and handed to the task's data check.
+(``helpers.notebook.use_example``, cell 2.1) runs, and the values it prints (and returns, replacing those
+of form 1.1) are parsed as Python would take them and handed to the task's data check.
 """
 
 import ast
@@ -131,12 +131,13 @@ ARCHIVES = {"bccd": bccd_files, "zerocostdl4mic_mda_mb_231": zerocost_files, "wb
 
 # ----- running the cell -------------------------------------------------------------------------
 def offered_examples(notebook_name: str) -> tuple[str, list[str]]:
-    """(source of the notebook's 3.0 cell, the dataset names its Example_dataset form offers)."""
+    """(source of the notebook's 2.1 cell, the dataset names the Example_dataset field of form 1.1 offers)."""
     cells = json.loads((REPOSITORY_ROOT / "notebooks" / f"{notebook_name}.ipynb").read_text(encoding="utf-8"))["cells"]
     sources = ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "code"]
-    cell = next((source for source in sources if source.startswith("#@title 3.0 Example dataset")), None)
-    assert cell is not None, f"{notebook_name}: no '3.0 Example dataset' cell"
-    choices = ast.literal_eval(re.search(r"^Example_dataset = .*#@param (\[.*\])$", cell, re.M).group(1))
+    cell = next((source for source in sources if source.startswith("#@title 2.1 The example dataset")), None)
+    assert cell is not None, f"{notebook_name}: no '2.1 The example dataset' cell"
+    form = next(source for source in sources if source.startswith("#@title 1.1 "))
+    choices = ast.literal_eval(re.search(r"^Example_dataset = .*#@param (\[.*\])$", form, re.M).group(1))
     return cell, [name for name in choices if name != "none"]
 
 
@@ -146,7 +147,7 @@ OFFERED = [(notebook_name, name) for notebook_name in NOTEBOOKS for name in offe
 def test_every_notebook_offers_examples_through_the_tested_function():
     for notebook_name in NOTEBOOKS:
         cell, names = offered_examples(notebook_name)
-        assert "notebook.download_example(Example_dataset, model_path)" in cell, notebook_name
+        assert "notebook.use_example(\n    Example_dataset, model_path, " in cell, notebook_name
         task = {"detection_retinanet": "detection"}.get(notebook_name, notebook_name)
         manifest = downloads.load_manifest()
         assert names and all(manifest[name].task == task for name in names), notebook_name
@@ -164,11 +165,11 @@ def serve_example(server, monkeypatch, name: str):  # noqa: F811 (server is the 
 
 
 def printed_form_values(output: str) -> dict:
-    """The ``name = value`` lines after "Paste these values", read as Python reads form 1.1."""
-    block = output.split("Paste these values", 1)[1].splitlines()[1:]
+    """The ``name = value`` lines cell 2.1 prints after "replaced by the example's", read as Python reads them."""
+    block = output.split("replaced by the example's", 1)[1].splitlines()[1:]
     values = {}
     for line in block:
-        name, literal = line.split(" = ", 1)
+        name, literal = line.strip().split(" = ", 1)
         values[name] = ast.literal_eval(literal)
     return values
 
@@ -191,19 +192,20 @@ def check_with_the_task_loader(task: str, values: dict):
 def test_the_example_cell_prints_form_values_the_data_check_accepts(notebook_name, name, server,  # noqa: F811
                                                                    monkeypatch, tmp_path, capsys):
     entry = serve_example(server, monkeypatch, name)
-    root = notebook.download_example(name, str(tmp_path / "models"))
+    typed = ["typed in 1.1"] * len(example_data.FORM_FIELDS[entry.task])
+    used = notebook.use_example(name, str(tmp_path / "models"), *typed)
     values = printed_form_values(capsys.readouterr().out)
-    assert list(values) == list(example_data.FORM_FIELDS[entry.task])
+    assert list(values) == list(example_data.FORM_FIELDS[entry.task]) and used == tuple(values.values())
     dataset_dir = tmp_path / "models" / "example_data" / name
-    assert root == dataset_dir / entry.root_subdir
+    root = dataset_dir / entry.root_subdir
     for field, value in values.items():
         if field.endswith(("_images", "_annotations", "_csv")) and value:
             path = pathlib.Path(value)
             assert path.exists() and dataset_dir in path.parents, (field, value)
     dataset = check_with_the_task_loader(entry.task, values)
     EXPECTATIONS[name](dataset, values, root)
-    # The cell run again reuses the download and prints the same values.
-    notebook.download_example(name, str(tmp_path / "models"))
+    # The cell run again reuses the download and gives the same values.
+    assert notebook.use_example(name, str(tmp_path / "models"), *typed) == used
     assert printed_form_values(capsys.readouterr().out) == values
 
 

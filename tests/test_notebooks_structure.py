@@ -1,11 +1,14 @@
 """Notebooks stay thin and papermill-safe: checked by parsing every committed notebook."""
 
 import ast
+import builtins
 import json
 import pathlib
 import re
 
 import pytest
+
+from helpers import demo
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 FORM_FIELD = re.compile(r"^(\w+)\s*=\s*.+#@param", re.M)
@@ -104,4 +107,112 @@ def test_builders_do_not_type_the_choices_of_a_config_field(builder):
                                                                                builder.name[6:-12] + ".ipynb")
     typed = [name for name, _, _ in DROPDOWN.findall(builder.read_text(encoding="utf-8"))
              if name in config_choices(notebook)]
-    assert typed == [], f"{builder.name} types the choices of {typed}; write '#@param CHOICES' (with_choices)"
+    assert typed == [], f"{builder.name} types the choices of {typed}; let settings_form or dropdown write them"
+
+
+# ---------------------------------------------------------------- every cell runs after sections 1–2 alone
+
+def title_section(cell):
+    """The top-level section of a code cell's ``#@title`` ("6.2 Rank ..." -> "6"), or None."""
+    first = source(cell).split("\n", 1)[0]
+    return first.split()[1].split(".")[0] if first.startswith("#@title ") else None
+
+
+def names_defined_and_read(text):
+    """(names a cell defines, names it reads) from its source; ``!`` shell lines are left out."""
+    tree = ast.parse(re.sub(r"^(\s*)[!%].*$", r"\1pass", text, flags=re.M))
+    defined, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (defined if isinstance(node.ctx, ast.Store) else read).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return defined, read
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_every_code_cell_has_a_numbered_title(path):
+    for index, cell in enumerate(code_cells(path)):
+        assert title_section(cell) in {str(number) for number in range(1, 7)}, f"{path.name} cell {index}: no #@title N"
+
+
+@pytest.mark.parametrize("way", sorted(demo.NOTEBOOK_PATHS))
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_each_cell_reads_only_names_defined_earlier_on_its_path(path, way):
+    """Sections 1–2 and then 5 (or 6) alone: no cell may need a name from a section that was skipped."""
+    known = set(dir(builtins))
+    for cell in code_cells(path):
+        if title_section(cell) not in demo.NOTEBOOK_PATHS[way]:
+            continue
+        defined, read = names_defined_and_read(source(cell))
+        missing = read - known - defined
+        assert not missing, (f"{path.name}, path '{way}': cell '{source(cell).splitlines()[0]}' reads {sorted(missing)}, "
+                             f"defined only in a section this path skips")
+        known |= defined
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_no_raw_form_fields(path):
+    """A raw field shows None, a cleared one is a syntax error in Colab and "0,001" becomes a tuple: none are left."""
+    for cell in code_cells(path):
+        assert 'type:"raw"' not in source(cell), f"{path.name}: {source(cell).splitlines()[0]} has a raw field"
+        assert not re.search(r"^\w+ = None #@param", source(cell), re.M), f"{path.name}: a form field shows None"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_no_cell_ends_in_an_object_that_jupyter_would_display(path):
+    """A bare call at the top level of a cell must be a show/print: any other value (a path, a dataclass, a widget
+    shown a second time) would be displayed as Python's repr under the cell."""
+    for cell in code_cells(path):
+        text = re.sub(r"^(\s*)[!%].*$", r"\1pass", source(cell), flags=re.M)
+        for statement in ast.parse(text).body:
+            if isinstance(statement, ast.Expr):
+                call = statement.value
+                name = getattr(getattr(call, "func", None), "attr", getattr(getattr(call, "func", None), "id", ""))
+                assert isinstance(call, ast.Call) and (name.startswith("show") or name == "print"), \
+                    f"{path.name}: '{source(cell).splitlines()[0]}' ends in {ast.unparse(statement)}: assign it to a name"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_expert_settings_come_after_the_everyday_ones_and_show_the_default_values(path):
+    module_name, class_name = CONFIG_OF_NOTEBOOK[path.name].split(":")
+    import dataclasses
+    import importlib
+
+    defaults = {item.name: item.default
+                for item in dataclasses.fields(getattr(importlib.import_module(module_name), class_name))}
+    check = next(source(cell) for cell in code_cells(path) if source(cell).startswith("#@title 3.1 Check the data"))
+    everyday, expert = check.split("#@markdown **Expert settings (leave as they are)**", 1)
+    assert FORM_FIELD.findall(everyday) and FORM_FIELD.findall(expert)
+    for name, literal in re.findall(r'^(\w+) = (.+?) #@param', check, re.M):
+        value = ast.literal_eval(literal)
+        assert value == defaults[name] or value == f"{defaults[name]:.10g}", f"{path.name}: {name} shows {value!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_section_0_says_which_sections_to_run_for_each_path(path):
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = " ".join(source(cell) for cell in cells if cell["cell_type"] == "markdown").replace("\n", " ")
+    assert "sections 1 and 2, then 5" in text and "sections 1 and 2, then 6" in text and "from top to bottom" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_the_example_cell_assigns_the_task_form_fields_in_order(path):
+    from helpers import example_data
+
+    task = {"detection_retinanet.ipynb": "detection"}.get(path.name, path.stem)
+    cell = next(source(cell) for cell in code_cells(path) if "notebook.use_example(" in source(cell))
+    assignment = next(node for node in ast.parse(cell).body if isinstance(node, ast.Assign))
+    call = assignment.value
+    assert [name.id for name in assignment.targets[0].elts] == list(example_data.FORM_FIELDS[task])
+    assert [name.id for name in call.args[2:]] == list(example_data.FORM_FIELDS[task])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_for_path_keeps_sections_1_2_and_the_chosen_sections_with_the_parameters_tag(path, tmp_path):
+    written = demo.notebook_for_path(path, "predict", tmp_path / path.name)
+    cells = code_cells(written)
+    assert {title_section(cell) for cell in cells} == {"1", "2", "6"}
+    assert "parameters" in cells[0]["metadata"]["tags"]
+    assert [source(cell) for cell in cells] == [source(cell) for cell in code_cells(path)
+                                                if title_section(cell) in ("1", "2", "6")]

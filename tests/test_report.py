@@ -163,3 +163,20 @@ def test_page_one_renders_to_an_image(full_report, tmp_path):
     pixels = np.asarray(Image.open(rendered).convert("L"))
     assert pixels.shape[0] > pixels.shape[1]  # A4 portrait
     assert (pixels < 100).mean() > 0.01, "page 1 has visible text"
+
+
+def test_table_columns_fit_their_longest_word(tmp_path):
+    """Columns are widened (and the font shrunk if need be) so that no word is split across lines."""
+    header = ["class", "AP50", "AP50-95", "precision", "recall", "F1", "TP", "FP", "FN"]
+    rows = [[name, "1.000", "0.819", "1.000", "1.000", "1.000", "13", "0", "0"]
+            for name in ("synthetic_large_cell", "synthetic_small_cell", "RBC")]
+    document = report.Report("Widths")
+    document.table(header, rows)
+    document.table(["class", "annotated", "predicted", "MAE", "MRE (images)", "Pearson r", "bias",
+                    "95 % limits of agreement"], [["all classes (totals)", 34, 34, "0.000", "0.000 (6)", "1.000",
+                                                   "0.000", "-1.234 to 1.234"]], column_widths_mm=(25, 23, 21, 14, 20, 20, 15, 32))
+    words = [word for page in pdf_text(document.save(tmp_path / "w.pdf")) for line in page.splitlines()
+             for word in line.split()]
+    for word in ("synthetic_large_cell", "synthetic_small_cell", "precision", "annotated", "predicted", "agreement",
+                 "(totals)", "Pearson"):
+        assert word in words, f"{word} was split across lines"

@@ -6,7 +6,7 @@ only call ``helpers.classification.workflow``. Run: .venv/bin/python tools/build
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, setup_cells, with_choices
+from notebook_cells import code, markdown, run_folder_form, save, settings_form, setup_cells, which_sections
 
 from helpers.classification.config import ClassificationConfig
 
@@ -57,7 +57,7 @@ predictions. Your own folders are never changed.
 
 **If Colab disconnects**, run the notebook again from the top with the same `model_name`: training
 resumes after the last finished epoch.
-
+""" + which_sections("classifier", "classify") + """
 **How to cite.** The backbone's paper (Tan & Le 2019/2021 for EfficientNet, Howard et al. 2019 for
 MobileNetV3, He et al. 2016 for ResNet), Keras, scikit-learn, and von Chamier et al., *Democratising
 deep learning for microscopy with ZeroCostDL4Mic*, Nat. Commun. 12, 2276 (2021), whose notebooks
@@ -70,8 +70,13 @@ markdown("""
 ### 1.1 Your data and model
 Fill in the folders. On Colab, your Google Drive appears as `/content/gdrive/MyDrive/` (section 2
 connects it). Choose `preset = default` for a real training run, or `quick` for a short test run
-(a few minutes, small images, trained from scratch) that shows whether everything works. Leave
-`number_of_epochs` as `None` to take the preset's value (default: 40).
+(a few minutes, small images, 2 epochs from scratch) that checks that every step runs; its model
+has barely learned, so judge nothing by its numbers.
+To try the notebook first, choose an `Example_dataset`: cell 2.1 downloads it and uses its folders
+instead of the ones above. Every setting shows the value the `default` preset uses
+(`number_of_epochs` 40); `quick` replaces those you leave as they are by its own (2 epochs, small
+images, from scratch), and a value you change is always used. The data check (3.1) prints a table
+of every setting that differs from the preset.
 """)
 
 code("""
@@ -84,29 +89,17 @@ Test_images = "" #@param {type:"string"}
 Test_labels_csv = "" #@param {type:"string"}
 #@markdown **New images to classify** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-""" + run_folder_form("cells_classifier", ClassificationConfig), tags=("parameters",))
+""" + run_folder_form("cells_classifier", ClassificationConfig, "classification"), tags=("parameters",))
 
-setup_cells()
+setup_cells("classification")
 
 markdown("""
 ## 3. Data, split, augmentation and backbone
 
-### 3.0 (Optional) Download an example dataset
-To try the notebook before labelling your own images, download an example white-blood-cell
-dataset. The cell prints the values to paste into 1.1 (`Training_images` and `Labels_csv`; for
-`wbc_zheng2018` it writes a labels CSV next to the download, as its own file numbers the images).
-""")
-
-code("""
-#@title 3.0 Example dataset (optional)
-Example_dataset = "none" #@param ["none", "wbc_bccd_crops", "wbc_zheng2018"]
-notebook.download_example(Example_dataset, model_path)
-""")
-
-markdown("""
-### 3.1 Advanced settings, and a check of your data
-Every field left as `None` (or empty) takes the preset's value; the values actually used are
-printed below and saved in `config.yaml`.
+### 3.1 Settings, and a check of your data
+The form of this cell shows the value every setting takes with the `default` preset; the
+**expert settings** at its bottom can stay as they are. Numbers accept a decimal comma (`0,001`).
+The settings that differ from the preset are printed below; all of them are saved in `config.yaml`.
 
 - **backbone**, **pretrained**: the network, and whether it starts from ImageNet weights
   (`imagenet`, recommended: downloaded once into a cache, checksum in the report) or from scratch
@@ -134,27 +127,14 @@ per class and examples of each, and splits your images into training and validat
 (stratified by class; saved as `split.json`; your files stay where they are).
 """)
 
-code(with_choices("""
-#@title 3.1 Advanced settings (None = the preset's value)
-backbone = "" #@param CHOICES
-pretrained = "" #@param CHOICES
-continue_from = "" #@param {type:"string"}
-image_size = None #@param {type:"raw"}
-head_epochs = None #@param {type:"raw"}
-fine_tune_layers = None #@param {type:"raw"}
-batch_size = None #@param {type:"raw"}
-learning_rate = None #@param {type:"raw"}
-fine_tune_learning_rate = None #@param {type:"raw"}
-optimizer = "" #@param CHOICES
-label_smoothing = None #@param {type:"raw"}
-class_balance = "" #@param CHOICES
-validation_fraction = None #@param {type:"raw"}
-augmentation = "" #@param CHOICES
-mixing = "" #@param CHOICES
-""", ClassificationConfig))
-
 code("""
 #@title 3.1 Check the data and split it
+""" + settings_form(ClassificationConfig,
+                    everyday=("pretrained", "continue_from", "image_size", "validation_fraction",
+                              "augmentation", "class_balance"),
+                    expert=("backbone", "head_epochs", "fine_tune_layers", "batch_size", "learning_rate",
+                            "fine_tune_learning_rate", "optimizer",
+                            "label_smoothing", "mixing")) + """
 import helpers.classification.workflow as workflow
 session = workflow.start(
     preset, images_dir=Training_images, labels_csv=Labels_csv, model_path=model_path, model_name=model_name,
@@ -163,7 +143,7 @@ session = workflow.start(
     learning_rate=learning_rate, fine_tune_learning_rate=fine_tune_learning_rate, optimizer=optimizer,
     label_smoothing=label_smoothing, class_balance=class_balance, validation_fraction=validation_fraction,
     augmentation=augmentation, mixing=mixing)
-session.check_data()
+dataset = session.check_data()
 """)
 
 markdown("""
@@ -176,7 +156,7 @@ augmented versions of it: check that the cells still look like cells of that cla
 
 code("""
 #@title 3.2 Preview the augmentation
-session.preview_augmentation()
+augmentation_preview = session.preview_augmentation()
 """)
 
 markdown("""
@@ -189,7 +169,7 @@ with an error: choose `pretrained = none` in 3.1 to train from scratch instead.
 
 code("""
 #@title 3.3 Prepare the backbone
-session.prepare_backbone()
+pretrained_weights = session.prepare_backbone()
 """)
 
 markdown("""
@@ -205,7 +185,7 @@ the run folder.
 
 code("""
 #@title 4. Train the model
-session.train()
+training = session.train()
 """)
 
 markdown("""
@@ -230,13 +210,14 @@ code("""
 #@title 5.1 Measure the model on the test images
 QC_model_folder = "" #@param {type:"string"}
 Grad_CAM_images = "" #@param {type:"string"}
+import helpers.classification.workflow as workflow
 qc = workflow.quality_control(model_path, model_name, Test_images, Test_labels_csv, other_model_folder=QC_model_folder, gradcam_images=Grad_CAM_images)
 qc.show()
 """)
 
 code("""
 #@title 5.2 Browse the test images: true and predicted class, scores and Grad-CAM
-qc.browse()
+browser = qc.browse()
 """)
 
 markdown("""
@@ -244,13 +225,16 @@ markdown("""
 Classifies every image in `Prediction_images` (subfolders included; the test images if that is
 empty) and writes `predictions.csv` into a results folder: one row per image with its file name,
 the predicted class and the score of every class. Leave `Results_folder` empty to write into the
-run folder.
+run folder. Leave `Prediction_model_folder` empty to use the model of the run folder of 1.1, or give
+the run folder of another model.
 """)
 
 code("""
 #@title 6. Predict
 Results_folder = "" #@param {type:"string"}
-predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder)
+Prediction_model_folder = "" #@param {type:"string"}
+import helpers.classification.workflow as workflow
+predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=Prediction_model_folder)
 predictions.show(count=4)
 """)
 

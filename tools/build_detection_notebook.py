@@ -6,7 +6,7 @@ keeps a reviewable plain-text copy of every cell. Run: .venv/bin/python tools/bu
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, setup_cells, with_choices
+from notebook_cells import code, markdown, run_folder_form, save, settings_form, setup_cells, which_sections
 
 from helpers.detection.config import DetectionConfig
 
@@ -53,7 +53,7 @@ are never changed: nothing is moved, renamed or deleted there.
 
 **If Colab disconnects**, run the notebook again from the top with the same `model_name`:
 training resumes from the last finished epoch.
-
+""" + which_sections("model", "detect cells in") + """
 **How to cite.** Lin, Goyal, Girshick, He, Dollár, *Focal Loss for Dense Object Detection*, ICCV
 2017; the TensorFlow Model Garden (github.com/tensorflow/models); von Chamier et al.,
 *Democratising deep learning for microscopy with ZeroCostDL4Mic*, Nat. Commun. 12, 2276 (2021),
@@ -65,9 +65,14 @@ markdown("""
 
 ### 1.1 Your data and model
 Fill in the folders. On Colab, your Google Drive appears as `/content/gdrive/MyDrive/` (section 2
-connects it). Choose `preset = default` for a real training run, or `quick` for a short test run
-(a few minutes) that shows whether everything works. Leave `number_of_epochs` as `None` to take the
-preset's value (default: 50).
+connects it). To try the notebook first, choose an `Example_dataset`: cell 2.1 downloads it and uses
+its folders instead of the ones above. Choose `preset = default` for a real training run, or `quick`
+for a short test run (a few minutes: 2 epochs of a small network trained from scratch) that checks
+that every step runs, from the data check to the reports. A quick model has barely learned (on the
+BCCD blood-cell images it finds no cells: mAP50 0.000), so judge nothing by its numbers. Every setting shows the
+value the `default` preset uses (`number_of_epochs` 50); `quick` replaces those you leave as they
+are by its own (2 epochs, smaller images, from scratch), and a value you change is always used. The
+data check (3.1) prints a table of every setting that differs from the preset.
 
 **Annotations** (training and test) can be a folder of PASCAL VOC `.xml` files, or one `.json` file:
 **COCO** (what CVAT, Roboflow and Label Studio export as "COCO"; `iscrowd` regions are not trained
@@ -85,28 +90,17 @@ Test_images = "" #@param {type:"string"}
 Test_annotations = "" #@param {type:"string"}
 #@markdown **New images to detect cells in** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-""" + run_folder_form("cells_retinanet", DetectionConfig), tags=("parameters",))
+""" + run_folder_form("cells_retinanet", DetectionConfig, "detection"), tags=("parameters",))
 
-setup_cells()
+setup_cells("detection")
 
 markdown("""
 ## 3. Data, split, augmentation and backbone
 
-### 3.0 (Optional) Download an example dataset
-To try the notebook before annotating your own images, download one of the example datasets. The
-cell prints the values to paste into 1.1 (the training and, where the source has them, test folders).
-""")
-
-code("""
-#@title 3.0 Example dataset (optional)
-Example_dataset = "none" #@param ["none", "bccd", "zerocostdl4mic_mda_mb_231"]
-example_folder = notebook.download_example(Example_dataset, model_path)
-""")
-
-markdown("""
-### 3.1 Advanced settings, and a check of your data
-Every field left as `None` (or empty) takes the preset's value; the values actually used are
-printed below and saved in `config.yaml`.
+### 3.1 Settings, and a check of your data
+The form of this cell shows the value every setting takes with the `default` preset; the
+**expert settings** at its bottom can stay as they are. Numbers accept a decimal comma (`0,001`).
+The settings that differ from the preset are printed below; all of them are saved in `config.yaml`.
 
 - **batch_size**: images per training step (lower it if the GPU runs out of memory).
 - **learning_rate**: step size of the optimiser (Adam); with a warm-up then cosine decay.
@@ -125,28 +119,12 @@ statistics and one image with its boxes, and splits your images into training an
 (the split is saved as `split.json`; your files stay where they are).
 """)
 
-code(with_choices("""
-#@title 3.1 Advanced settings (None = the preset's value)
-batch_size = None #@param {type:"raw"}
-learning_rate = None #@param {type:"raw"}
-validation_fraction = None #@param {type:"raw"}
-image_size = None #@param {type:"raw"}
-pixel_scale = "auto" #@param {type:"string"}
-classification_loss_weight = None #@param {type:"raw"}
-box_loss_weight = None #@param {type:"raw"}
-focal_alpha = None #@param {type:"raw"}
-focal_gamma = None #@param {type:"raw"}
-score_threshold = None #@param {type:"raw"}
-remove_background = None #@param {type:"raw"}
-augmentation_factor = None #@param {type:"raw"}
-rare_class_boost = None #@param {type:"raw"}
-backbone = "" #@param CHOICES
-pretrained = "" #@param CHOICES
-continue_from = "" #@param {type:"string"}
-""", DetectionConfig))
-
 code("""
 #@title 3.1 Check the data and split it
+""" + settings_form(DetectionConfig, everyday=("pixel_scale", "validation_fraction", "augmentation_factor",
+                                               "remove_background", "score_threshold", "pretrained", "continue_from"),
+                    expert=("backbone", "batch_size", "learning_rate", "image_size", "classification_loss_weight",
+                            "box_loss_weight", "focal_alpha", "focal_gamma", "rare_class_boost")) + """
 import helpers.detection.workflow as workflow
 session = workflow.start(
     preset, images_dir=Training_images, annotations_dir=Training_annotations, model_path=model_path,
@@ -223,6 +201,7 @@ check the model of this run, or give the run folder of another model.
 code("""
 #@title 5.1 Measure the model on the test images
 QC_model_folder = "" #@param {type:"string"}
+import helpers.detection.workflow as workflow
 qc = workflow.quality_control(model_path, model_name, Test_images, Test_annotations, other_model_folder=QC_model_folder)
 qc.show()
 """)
@@ -239,20 +218,28 @@ writes, into a results folder: `predictions.csv` (one row per box), `counts.csv`
 image: the number of cells of each class and in total, at the score threshold written on each row),
 one VOC `.xml` per image (open them in LabelImg or CVAT to correct them and train again), a COCO
 results `.json`, and images with the boxes drawn. Leave `Results_folder` empty to write into the run
-folder. The first rows of `counts.csv` are shown below the images.
+folder. The first rows of `counts.csv` are shown below the images. Leave `Prediction_model_folder`
+empty to use the model of the run folder of 1.1, or give the run folder of another model.
 
 Images of any size are seen at the model's pixel scale (section 3.1): a large image is cut into
 overlapping windows and a cell cut by a window edge is reported once. If your new images come from
 another magnification, say so in `Object_size_ratio`: `2` if the cells look twice as large (in
 pixels) as in your training images (e.g. a 40× instead of a 20× objective), `0.5` if half as large;
 `1` means the same magnification. The value used is written into `prediction_settings.json`.
+
+`counts.csv` counts **each object once** (`Count_each_object_once`): when the model puts boxes of two
+classes on one cell (overlapping by more than half, IoU > 0.5), the cell is counted once, as the class
+with the higher score. `predictions.csv` keeps every box.
 """)
 
 code("""
 #@title 6. Predict
 Results_folder = "" #@param {type:"string"}
-Object_size_ratio = 1.0 #@param {type:"number"}
-predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder, object_size_ratio=Object_size_ratio)
+Object_size_ratio = "1" #@param {type:"string"}
+Prediction_model_folder = "" #@param {type:"string"}
+Count_each_object_once = True #@param {type:"boolean"}
+import helpers.detection.workflow as workflow
+predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=Prediction_model_folder, object_size_ratio=Object_size_ratio, count_each_object_once=Count_each_object_once)
 predictions.show(count=4)
 predictions.show_counts(rows=10)
 """)
@@ -280,6 +267,11 @@ The loop, once per round:
 3. train again (section 3.1 onwards) with a new `model_name` and `continue_from` set to this run's
    folder, so training starts from the model you have instead of from the beginning.
 
+Your test images and the images the model trained on are never ranked (correcting test images and
+training on them would make section 5's numbers meaningless): put new, unannotated images in
+`Prediction_images`. With `Prediction_images` empty, section 6 predicts the test images and this cell
+says so instead of ranking them.
+
 An image on which the model finds nothing scores 0 and comes last: look at those too (they are in
 `annotate_next.csv` with 0 detections).
 """)
@@ -288,8 +280,9 @@ code("""
 #@title 6.2 Rank the images for annotation and pre-annotate the first ones
 Rank_images_for_annotation = True #@param {type:"boolean"}
 Number_to_annotate = 10 #@param {type:"integer"}
+import helpers.detection.workflow as workflow
 if Rank_images_for_annotation:
-    annotation_queue = workflow.rank_for_annotation(predictions, Number_to_annotate)
+    annotation_queue = workflow.rank_for_annotation(predictions, Number_to_annotate, Test_images)
     annotation_queue.show(rows=10)
 """)
 

@@ -6,7 +6,7 @@ folder); the cells only call ``helpers.grading.workflow``. Run: .venv/bin/python
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, setup_cells, with_choices
+from notebook_cells import code, markdown, run_folder_form, save, settings_form, setup_cells, which_sections
 
 from helpers.grading.config import GradingConfig
 
@@ -61,7 +61,7 @@ predictions (`predictions.csv`: grade and a score per grade). Your own folders a
 
 **If Colab disconnects**, run the notebook again from the top with the same `model_name`: training
 resumes after the last finished epoch.
-
+""" + which_sections("grader", "grade") + """
 **How to cite.** The backbone's paper (Tan & Le 2019 for EfficientNet), Cao et al. 2020 for CORAL,
 Graham 2015 for the colour normalisation, Keras, scikit-learn, and von Chamier et al.,
 *Democratising deep learning for microscopy with ZeroCostDL4Mic*, Nat. Commun. 12, 2276 (2021),
@@ -78,8 +78,13 @@ scale (5 for diabetic retinopathy: grades 0–4); `referable_threshold` the lowe
 as referable disease (2 for diabetic retinopathy). Name the CSV's columns if they are not
 `filename` and `grade`; leave `group_column` empty if you have no patient IDs. Choose
 `preset = default` for a real training run, or `quick` for a short test run (a few minutes, small
-images, trained from scratch) that shows whether everything works. Leave `number_of_epochs` as
-`None` to take the preset's value (default: 40).
+images, 2 epochs from scratch) that checks that every step runs; its model has barely learned, so
+judge nothing by its numbers.
+To try the notebook first, choose an `Example_dataset`: cell 2.1 downloads it and uses its folders
+instead of the ones above. Every setting shows the value the `default` preset uses
+(`number_of_epochs` 40); `quick` replaces those you leave as they are by its own (2 epochs, small
+images, from scratch), and a value you change is always used. The data check (3.1) prints a table
+of every setting that differs from the preset.
 """)
 
 code("""
@@ -97,29 +102,17 @@ Test_images = "" #@param {type:"string"}
 Test_labels_csv = "" #@param {type:"string"}
 #@markdown **New images to grade** (section 6; empty = the test images):
 Prediction_images = "" #@param {type:"string"}
-""" + run_folder_form("fundus_grader", GradingConfig), tags=("parameters",))
+""" + run_folder_form("fundus_grader", GradingConfig, "grading"), tags=("parameters",))
 
-setup_cells()
+setup_cells("grading")
 
 markdown("""
 ## 3. Data, split, preprocessing and backbone
 
-### 3.0 (Optional) Download an example dataset
-To try the notebook before grading your own images, download an example set of graded fundus
-photographs (about 430 MB). The cell writes a CSV of grades and patient IDs next to the download
-and prints the values to paste into 1.1.
-""")
-
-code("""
-#@title 3.0 Example dataset (optional)
-Example_dataset = "none" #@param ["none", "dr_srahim"]
-notebook.download_example(Example_dataset, model_path)
-""")
-
-markdown("""
-### 3.1 Advanced settings, and a check of your data
-Every field left as `None` (or empty) takes the preset's value; the values actually used are
-printed below and saved in `config.yaml`.
+### 3.1 Settings, and a check of your data
+The form of this cell shows the value every setting takes with the `default` preset; the
+**expert settings** at its bottom can stay as they are. Numbers accept a decimal comma (`0,001`).
+The settings that differ from the preset are printed below; all of them are saved in `config.yaml`.
 
 - **head**: `regression` (recommended; thresholds between grades tuned on the validation images
   for the best kappa), `cumulative` (CORAL) or `softmax` (plain classification, for comparison).
@@ -149,29 +142,15 @@ per grade and examples of each, and splits your images into training and validat
 (stratified by grade and grouped by patient; saved as `split.json`; your files stay where they are).
 """)
 
-code(with_choices("""
-#@title 3.1 Advanced settings (None = the preset's value)
-head = "" #@param CHOICES
-backbone = "" #@param CHOICES
-pretrained = "" #@param CHOICES
-continue_from = "" #@param {type:"string"}
-image_size = None #@param {type:"raw"}
-crop_to_disc = True #@param {type:"boolean"}
-colour_normalisation = True #@param {type:"boolean"}
-class_balance = "" #@param CHOICES
-sampling_multipliers = "" #@param {type:"string"}
-head_epochs = None #@param {type:"raw"}
-fine_tune_layers = None #@param {type:"raw"}
-batch_size = None #@param {type:"raw"}
-learning_rate = None #@param {type:"raw"}
-fine_tune_learning_rate = None #@param {type:"raw"}
-optimizer = "" #@param CHOICES
-validation_fraction = None #@param {type:"raw"}
-augmentation = "" #@param CHOICES
-""", GradingConfig))
-
 code("""
 #@title 3.1 Check the data and split it
+""" + settings_form(GradingConfig,
+                    everyday=("crop_to_disc", "colour_normalisation", "pretrained", "continue_from",
+                              "image_size", "validation_fraction",
+                              "class_balance", "sampling_multipliers"),
+                    expert=("head", "backbone", "head_epochs", "fine_tune_layers", "batch_size",
+                            "learning_rate", "fine_tune_learning_rate",
+                            "optimizer", "augmentation")) + """
 import helpers.grading.workflow as workflow
 session = workflow.start(
     preset, images_dir=Training_images, labels_csv=Labels_csv, filename_column=filename_column,
@@ -183,7 +162,7 @@ session = workflow.start(
     head_epochs=head_epochs, fine_tune_layers=fine_tune_layers, batch_size=batch_size, learning_rate=learning_rate,
     fine_tune_learning_rate=fine_tune_learning_rate, optimizer=optimizer, validation_fraction=validation_fraction,
     augmentation=augmentation)
-session.check_data()
+dataset = session.check_data()
 """)
 
 markdown("""
@@ -197,7 +176,7 @@ variants made during training (flips, rotations, zoom, shifts, contrast and the 
 
 code("""
 #@title 3.2 Preview the preprocessing and the augmentation
-session.preview_preprocessing()
+preprocessing_preview = session.preview_preprocessing()
 """)
 
 markdown("""
@@ -210,7 +189,7 @@ choose `pretrained = none` in 3.1 to train from scratch instead.
 
 code("""
 #@title 3.3 Prepare the backbone
-session.prepare_backbone()
+pretrained_weights = session.prepare_backbone()
 """)
 
 markdown("""
@@ -226,7 +205,7 @@ folder.
 
 code("""
 #@title 4. Train the model
-session.train()
+training = session.train()
 """)
 
 markdown("""
@@ -255,13 +234,14 @@ code("""
 #@title 5.1 Measure the model on the test images
 QC_model_folder = "" #@param {type:"string"}
 Grad_CAM_images = "" #@param {type:"string"}
+import helpers.grading.workflow as workflow
 qc = workflow.quality_control(model_path, model_name, Test_images, Test_labels_csv, other_model_folder=QC_model_folder, gradcam_images=Grad_CAM_images)
 qc.show()
 """)
 
 code("""
 #@title 5.2 Browse the test images: true and predicted grade, scores and Grad-CAM of the expected grade
-qc.browse()
+browser = qc.browse()
 """)
 
 markdown("""
@@ -269,13 +249,16 @@ markdown("""
 Grades every image in `Prediction_images` (subfolders included; the test images if that is empty)
 and writes `predictions.csv` into a results folder: one row per image with its file name, the
 predicted grade and a score per grade (the scores of a row sum to 1). Leave `Results_folder` empty
-to write into the run folder.
+to write into the run folder. Leave `Prediction_model_folder` empty to use the model of the run folder of
+1.1, or give the run folder of another model.
 """)
 
 code("""
 #@title 6. Predict
 Results_folder = "" #@param {type:"string"}
-predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=QC_model_folder)
+Prediction_model_folder = "" #@param {type:"string"}
+import helpers.grading.workflow as workflow
+predictions = workflow.predict(model_path, model_name, Prediction_images or Test_images, Results_folder, other_model_folder=Prediction_model_folder)
 predictions.show(count=4)
 """)
 

@@ -6,12 +6,15 @@ Cell ids are stable: a cell whose type and text are unchanged keeps the id it ha
 already on disk, and a new cell gets an id derived from its position and text, so rebuilding an
 unchanged notebook gives an identical file (an empty ``git diff``).
 
-Cell groups that read the same in several notebooks (the run-folder part of form 1.1, and the
-install, GPU and Google Drive cells of sections 1.2 to 2) are written by ``run_folder_form`` and
-``setup_cells``, so that a fix to them reaches every notebook.
+Cell groups that read the same in several notebooks (the example and run-folder part of form 1.1,
+and the install, GPU, Google Drive and example-dataset cells of sections 1.2 to 2.1) are written by
+``run_folder_form`` and ``setup_cells``, so that a fix to them reaches every notebook. The settings
+of a check cell are written by ``settings_form`` from the config's defaults, so a form shows the
+value that will be used, never ``None``; every cell imports what it calls, so that it runs after
+sections 1–2 alone.
 
-Dropdowns are not typed here: a form line ``name = "" #@param CHOICES`` gets the choices of the
-config field ``name`` (``with_choices``), so the notebook offers exactly what the config accepts.
+Dropdowns are not typed here: ``setting_line`` gives a config field with choices the dropdown of
+exactly those choices (``dropdown``), so the notebook offers exactly what the config accepts.
 """
 
 import dataclasses
@@ -20,6 +23,7 @@ import json
 import pathlib
 import re
 import sys
+import textwrap
 
 import nbformat
 
@@ -27,7 +31,6 @@ import repository
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the builders read the configs of this checkout's helpers
-CHOICES_MARKER = re.compile(r'^(\w+) = "(\w*)" #@param CHOICES$', re.M)
 HELPERS_VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "helpers" / "__init__.py").read_text(encoding="utf-8"),
                             re.M).group(1)
 
@@ -79,26 +82,77 @@ def dropdown(config_class, name, blank=True):
     return json.dumps(([""] if blank else []) + list(choices))
 
 
-def with_choices(text, config_class):
-    """``text`` with each ``name = "" #@param CHOICES`` line given the choices of ``config_class``'s field ``name``."""
-    return CHOICES_MARKER.sub(lambda match: f'{match[1]} = "{match[2]}" #@param '
-                              f'{dropdown(config_class, match[1], blank=not match[2])}', text)
+def field_default(config_class, name):
+    """The value field ``name`` of ``config_class`` has in the ``default`` preset."""
+    return {item.name: item for item in dataclasses.fields(config_class)}[name].default
 
 
-def run_folder_form(model_name, config_class):
-    """The end of form 1.1: run folder (``model_path``/``model_name``), preset, epochs and helpers source."""
-    return f"""#@markdown **Where to keep the model**: the run folder is `model_path/model_name`; use the same name again to resume.
+def setting_line(config_class, name):
+    """One form line showing the ``default`` preset's value of field ``name``, typed so that Colab can never
+    write a syntax error: numbers are text fields (a cleared one is ``""``, the preset's value; a decimal comma
+    is read by ``helpers.config``), yes/no a checkbox, choices a dropdown, text a text field."""
+    item = {item.name: item for item in dataclasses.fields(config_class)}[name]
+    value = item.default
+    if item.metadata.get("choices"):
+        return f'{name} = "{value}" #@param {dropdown(config_class, name, blank=False)}'
+    if isinstance(value, bool):
+        return f'{name} = {value} #@param {{type:"boolean"}}'
+    if isinstance(value, (int, float)):
+        return f'{name} = "{value:.10g}" #@param {{type:"string"}}'
+    return f'{name} = {json.dumps(value)} #@param {{type:"string"}}'
+
+
+def settings_form(config_class, everyday, expert):
+    """Form lines for the settings of a check cell: the ``everyday`` fields, then the ``expert`` ones under
+    their own heading (Colab forms cannot fold a group, so a heading and the order keep them apart)."""
+    lines = ["#@markdown **Settings** (they show the default preset's values; the preset's value is used for a field "
+             "you leave as it is):"]
+    lines += [setting_line(config_class, name) for name in everyday]
+    lines += ["#@markdown **Expert settings (leave as they are)**:"]
+    lines += [setting_line(config_class, name) for name in expert]
+    return "\n".join(lines)
+
+
+def example_choices(task):
+    """The Example_dataset dropdown of a task: ``["none", <the manifest's datasets of that task>]``."""
+    from helpers import downloads
+
+    return json.dumps(["none"] + [name for name, entry in downloads.load_manifest().items() if entry.task == task])
+
+
+def run_folder_form(model_name, config_class, task):
+    """The end of form 1.1: the example dataset, run folder (``model_path``/``model_name``), preset, epochs and
+    helpers source."""
+    return f"""#@markdown **Or try an example dataset** (downloaded by cell 2.1 into `model_path/example_data`; it replaces the data folders above; `none` = your own data):
+Example_dataset = "none" #@param {example_choices(task)}
+#@markdown **Where to keep the model**: the run folder is `model_path/model_name`; use the same name again to resume.
 model_path = "/content/gdrive/MyDrive/DL4Cells_models" #@param {{type:"string"}}
 model_name = "{model_name}" #@param {{type:"string"}}
 preset = "default" #@param {dropdown(config_class, "preset", blank=False)}
-number_of_epochs = None #@param {{type:"raw"}}
+number_of_epochs = "{field_default(config_class, "epochs")}" #@param {{type:"string"}}
 #@markdown **Where the helpers are installed from** (leave as it is; the README says how a lab uses its own copy):
 helpers_source = "{repository.install_source()}" #@param {{type:"string"}}
 """
 
 
-def setup_cells():
-    """Append sections 1.2 (install and check), 1.3 (GPU) and 2 (Google Drive).
+def which_sections(model_word, predict_word):
+    """Section 0's paragraph saying which sections to run to train, to check a model, or to use one."""
+    return f"""
+**Which sections to run.** Every cell runs after sections 1 and 2 alone, so there are three ways through:
+- **to train a {model_word}**: every section, from top to bottom (1 → 6);
+- **to check a {model_word} you trained before** (quality control only): sections 1 and 2, then 5, with
+  that run's `model_path` and `model_name` in form 1.1 (or its run folder in `QC_model_folder`);
+- **to {predict_word} new images with a {model_word} you trained before**: sections 1 and 2, then 6, with that
+  run's `model_path` and `model_name` in form 1.1 (or its run folder in `Prediction_model_folder`) and
+  the new images in `Prediction_images`.
+
+Sections 3 and 4 are needed only to train. Inside a section run the cells in order: a cell numbered
+5.2 shows what 5.1 measured.
+"""
+
+
+def setup_cells(task):
+    """Append sections 1.2 (install and check), 1.3 (GPU), 2 (Google Drive) and 2.1 (the example dataset of 1.1).
 
     The install cell runs pip only when this notebook's version of the helpers is not the one
     installed (not merely when some module called ``helpers`` can be imported), and keeps pip's
@@ -123,6 +177,7 @@ installation_problems = notebook.check_installation(preinstalled, expected_versi
 """)
     code("""
 #@title 1.3 Is there a GPU?
+import helpers.notebook as notebook
 gpu = notebook.check_gpu()
 """)
     markdown("""
@@ -132,5 +187,15 @@ read your images and save the run folder there; anywhere else it uses the local 
 """)
     code("""
 #@title 2. Connect Google Drive
+import helpers.notebook as notebook
 storage = notebook.connect_storage()
+""")
+    from helpers import example_data
+
+    fields = textwrap.fill(", ".join(example_data.FORM_FIELDS[task]), 100, subsequent_indent="    ")
+    code(f"""
+#@title 2.1 The example dataset chosen in 1.1 (nothing to do when Example_dataset is none)
+import helpers.notebook as notebook
+({fields}) = notebook.use_example(
+    Example_dataset, model_path, {fields})
 """)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import pathlib
 from typing import Any, Callable
 
@@ -29,7 +30,14 @@ def gradcam_png(result: Any, key: str, path: pathlib.Path) -> pathlib.Path:
 
 
 def browse(result: Any, describe_image: Callable = describe, draw: Callable = gradcam_png):
-    """A slider (and a 'mistakes only' box) over the QC images; returns the widget (or None without ipywidgets).
+    """A slider (and a 'mistakes only' box) over the QC images; shows and returns the widget (None without ipywidgets).
+
+    The line above the figure is an ``ipywidgets.HTML`` and the figure an ``ipywidgets.Image`` whose
+    bytes are replaced on each move, as in detection's browser. No ``Output`` widget: the classic
+    Notebook's widget extension (widgetsnbextension 3.6) cannot create its model, so the whole
+    browser failed to show there, and papermill/nbclient answers every output captured by one
+    with a message on the kernel's shell channel, which hung notebook runs (tests/test_browser.py).
+    Nothing here waits on the front end: a move only sets widget values.
 
     Args:
         result: a QC result with ``items`` {key: item}, ``mistakes`` (dicts with ``key``) and ``run``.
@@ -42,28 +50,35 @@ def browse(result: Any, describe_image: Callable = describe, draw: Callable = gr
         print("ipywidgets is not installed: open the PNG files in the run's qc/ folder instead.")
         return None
     keys = sorted(result.items)
-    output = ipywidgets.Output()
     slider = ipywidgets.IntSlider(min=0, max=max(0, len(keys) - 1), description="image")
     only_mistakes = ipywidgets.Checkbox(description="mistakes only")
+    caption = ipywidgets.HTML()
+    picture = ipywidgets.Image(format="png", layout=ipywidgets.Layout(max_width="100%"))
 
-    def shown_keys():
+    def shown_keys() -> list[str]:
         return [mistake["key"] for mistake in result.mistakes] if only_mistakes.value else keys
 
-    def redraw(*_):
+    def redraw() -> None:
+        """Show the image under the slider; raises what ``draw`` raises (the first call runs in the cell)."""
         current = shown_keys()
         slider.max = max(0, len(current) - 1)
-        output.clear_output(wait=True)
-        with output:
-            if not current:
-                print("No images to show.")
-                return
-            key = current[min(slider.value, len(current) - 1)]
-            print(describe_image(result, key))
-            path = draw(result, key, result.run.qc / "browser_current.png")
-            display.show_image(path)
+        if not current:
+            caption.value, picture.value = "No images to show.", b""
+            return
+        key = current[min(slider.value, len(current) - 1)]
+        caption.value = html.escape(describe_image(result, key))
+        picture.value = pathlib.Path(draw(result, key, result.run.qc / "browser_current.png")).read_bytes()
 
-    slider.observe(redraw, names="value")
-    only_mistakes.observe(redraw, names="value")
+    def redraw_on_change(change: Any) -> None:
+        # A callback's exception would only reach the server's log: say it where the user looks.
+        try:
+            redraw()
+        except Exception as error:  # noqa: BLE001 - shown to the user instead of lost
+            caption.value = html.escape(f"Could not draw this image: {error}")
+            picture.value = b""
+
     redraw()
-    widget = ipywidgets.VBox([ipywidgets.HBox([slider, only_mistakes]), output])
+    slider.observe(redraw_on_change, names="value")
+    only_mistakes.observe(redraw_on_change, names="value")
+    widget = ipywidgets.VBox([ipywidgets.HBox([slider, only_mistakes]), caption, picture])
     return display.show_widget(widget)

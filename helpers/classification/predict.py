@@ -138,8 +138,12 @@ class PredictionResult:
         """How a predicted value is written in the summary and the captions."""
         return str(value)
 
-    def show(self, count: int = 4) -> pathlib.Path | None:
-        """Print the number of images per predicted value and show the first ``count`` images with it."""
+    def show(self, count: int = 4) -> None:
+        """Print the number of images per predicted value and show the first ``count`` images with it.
+
+        The figure is saved as ``examples.png`` in the results folder. Nothing is returned: as the last line of
+        a notebook cell, a returned path would be displayed as Python's ``PosixPath(...)`` under the figure.
+        """
         from collections import Counter
 
         from helpers import display
@@ -151,13 +155,12 @@ class PredictionResult:
         for message in self.skipped:
             print(f"  not {self.VERB}: {message}")
         if not self.rows:
-            return None
+            return
         shown = self.rows[:count]
         captions = {row["path"]: f"{self.label_text(row[self.LABEL_KEY])} ({row['score']:.2f})" for row in shown}
         path = plots.image_grid({"predicted": [row["path"] for row in shown]}, self.output_dir / "examples.png",
                                 captions=captions)
         display.show_images([path])
-        return path
 
 
 def predict_folder(run_root: str | pathlib.Path, images_dir: str | pathlib.Path, output_dir: str | pathlib.Path,

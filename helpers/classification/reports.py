@@ -11,7 +11,7 @@ import pathlib
 import time
 from typing import Any, Sequence
 
-from helpers import history, qc, run_report
+from helpers import errors, history, qc, run_report
 from helpers.classification import augmentation, backbones, train
 
 REFERENCES = (
@@ -34,9 +34,71 @@ METRIC_MEANINGS = (
 )
 
 
-def plot_training_curves(run: Any, panels=train.CURVE_PANELS) -> pathlib.Path:
-    """The ``panels`` (default: loss, accuracy and macro F1) from ``history.csv`` into ``plots/training_curves.png``."""
-    return history.plot_history(run.history_path, run.plots / "training_curves.png", panels)
+def plot_training_curves(run: Any, panels=train.CURVE_PANELS, kept_epoch: int | None = None) -> pathlib.Path:
+    """The ``panels`` (default: loss, accuracy and macro F1) from ``history.csv``, ``kept_epoch`` marked, into
+    ``plots/training_curves.png``."""
+    return history.plot_history(run.history_path, run.plots / "training_curves.png", panels, marked_epoch=kept_epoch)
+
+
+def kept_epoch(rows: list[dict], monitor: str) -> int | None:
+    """The epoch whose weights were exported: the best by ``monitor`` (higher is better), else the last; None without rows."""
+    scored = [row for row in rows if not math.isnan(row.get(monitor, math.nan))]
+    if scored:
+        return max(scored, key=lambda row: row[monitor])["epoch"]
+    return rows[-1]["epoch"] if rows else None
+
+
+def time_and_hardware(session: Any, result: Any) -> str:
+    """The sentence under a training answer: how long this session took and on what."""
+    return (f"Training took {run_report.format_duration(time.time() - session.started_at)} in this session on "
+            f"{run_report.accelerator_used(getattr(result, 'strategy', None))}; the curves below mark the kept epoch.")
+
+
+def curves_caption(config: Any) -> str:
+    """What the curves show and which loss was optimised (classification and grading)."""
+    return ("Lines: training figures, running means over each epoch's augmented batches"
+            + (", weighted like the loss by class, so training accuracy is a balanced accuracy"
+               if config.class_balance == "class_weights" else "")
+            + ". Points: validation figures, measured after each epoch on the unchanged validation images "
+              "(validation loss without label smoothing). The loss drawn is the one that was optimised (one term). "
+              "The dashed line is the epoch that was kept.")
+
+
+def unseen_classes(run: Any, true_classes: Sequence[str]) -> list[str]:
+    """Classes of the QC labels that are not among the model's classes (``label_map.json``), sorted."""
+    try:
+        trained = set(str(name) for name in run.read_label_map())
+    except errors.HelpersError:
+        return []
+    return sorted(str(name) for name in set(true_classes) - trained)
+
+
+def unseen_class_warnings(run: Any, true_classes: Sequence[str], what: str = "class") -> list[str]:
+    """One warning per QC class the model was never trained on."""
+    return [f"{what.capitalize()} {name} is in the test labels but not in training: the model cannot predict it; "
+            f"every image of it counts as wrong." for name in unseen_classes(run, true_classes)]
+
+
+def most_confused(classes: Sequence[Any], matrix: Sequence[Sequence[int]]) -> str:
+    """"Most confused: A taken for B (5 times)." from a confusion matrix (rows true, columns predicted)."""
+    pairs = [(matrix[row][column], row, column) for row in range(len(classes)) for column in range(len(classes))
+             if row != column]
+    count, row, column = max(pairs, default=(0, 0, 0))
+    if count == 0:
+        return "No image was given a wrong class."
+    return f"Most confused: {classes[row]} taken for {classes[column]} ({count} time{'s' * (count != 1)})."
+
+
+def qc_answer(result: Any) -> list[str]:
+    """The QC report's first lines: images correct, balanced accuracy against chance, the most common confusion."""
+    evaluation = result.evaluation
+    matrix = evaluation.confusion_matrix
+    correct = sum(matrix[index][index] for index in range(len(matrix)))
+    images = evaluation.number_of_images
+    chance = 1 / max(1, len(evaluation.classes))
+    return [f"{correct} of {images} test images correct ({100 * correct / max(1, images):.0f} %); balanced accuracy "
+            f"{qc.format_value(evaluation.balanced_accuracy)} (chance level {chance:.2f}).",
+            most_confused(evaluation.classes, matrix) + f" Images: {result.source}."]
 
 
 def initial_weights(session: Any) -> str:
@@ -134,7 +196,7 @@ def run_summary(document: Any, session: Any, result: Any, task: str, rows: list[
     document.key_value_table([("Task", task),
                               ("Training time (this session)",
                                run_report.format_duration(time.time() - session.started_at)),
-                              ("Epochs completed", len(rows)), ("Hardware used", result.strategy),
+                              ("Epochs completed", len(rows)), ("Hardware used", run_report.accelerator_used(result.strategy)),
                               ("Numeric precision", result.precision),
                               ("Seconds per training step (median, this session)",
                                "not measured (nothing left to train)" if math.isnan(result.seconds_per_step)
@@ -157,13 +219,19 @@ def add_references(document: Any, references: Sequence[str]) -> None:
 
 
 def training_report(session: Any) -> pathlib.Path:
-    """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path."""
+    """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path.
+
+    Order: the kept epoch and its figures in words, the curves (kept epoch marked), data, split,
+    augmentation, network, methods, glossary, references, then the appendix (hardware, settings).
+    """
     config, run, result = session.config, session.run, session.training
     rows = history.read_history(run.history_path)
-    document = run_report.start_report(f"Training report: {run.root.name}", run, config, config.images_dir)
+    document = run_report.start_report(f"Training report: {run.root.name}", run, config, config.images_dir,
+                                       answer=[training_outcome(session, rows), time_and_hardware(session, result)])
     run_summary(document, session, result, "image classification (Keras 3, keras.applications)", rows)
-    run_report.add_environment(document)
-    run_report.add_config(document, config)
+    document.heading("Training curves")
+    document.figure(plot_training_curves(run, kept_epoch=kept_epoch(rows, train.MONITOR)), width_mm=170)
+    document.paragraph(curves_caption(config))
     _dataset_section(document, session)
     split_section(document, session)
     document.heading("Augmentation")
@@ -175,37 +243,32 @@ def training_report(session: Any) -> pathlib.Path:
     document.key_value_table([("Backbone", f"{spec.constructor}: {spec.description}"),
                               ("Initial weights", initial_weights(session)),
                               ("Phases", _phase_sentence(config))])
-    document.heading("Training curves")
-    document.figure(plot_training_curves(run), width_mm=170)
-    document.paragraph("Training figures are running means over each epoch's augmented batches"
-                       + (", weighted like the loss by class, so training accuracy is a balanced accuracy"
-                          if config.class_balance == "class_weights" else "")
-                       + "; validation figures are measured after each epoch on the unchanged validation images "
-                         "(validation loss without label smoothing).")
-    document.heading("Validation metrics of the kept model")
-    document.paragraph(training_outcome(session, rows))
-    document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS[:3]])
     document.heading("Methods (ready to paste)")
     document.paragraph(methods_paragraph(session, rows))
+    run_report.add_glossary(document, METRIC_MEANINGS[:3])
     add_references(document, REFERENCES)
+    run_report.add_appendix(document, config, getattr(result, "strategy", None))
     return document.save(run.root / "training_report.pdf")
 
 
 def qc_report(result: Any) -> pathlib.Path:
-    """Write ``qc_report.pdf`` (metrics with their meaning, per-class table, plots, Grad-CAM) into the run folder."""
+    """Write ``qc_report.pdf`` (the answer, metrics, per-class table, plots, Grad-CAM, glossary, appendix)."""
     run, config, evaluation = result.run, result.config, result.evaluation
     first = next(iter(result.items.values()))
-    document = run_report.start_report(f"Quality control report: {run.root.name}", run, config, first.path.parent)
+    warnings = [run_report.sample_size_warning(evaluation.number_of_images)]
+    warnings += unseen_class_warnings(run, [name for name, values in evaluation.per_class.items() if values["support"]])
+    document = run_report.start_report(f"Quality control report: {run.root.name}", run, config, first.path.parent,
+                                       answer=qc_answer(result), warnings=warnings)
     document.heading("What was measured")
     document.paragraph(f"The exported model classified {evaluation.number_of_images} images: {result.source}. "
-                       f"The predicted class is the one with the highest score; figures come from scikit-learn [6].")
+                       f"The predicted class is the one with the highest score; figures come from scikit-learn [6]. "
+                       f"The glossary at the end says what each figure means.")
     document.key_value_table([("Accuracy", qc.format_value(evaluation.accuracy)),
                               ("Balanced accuracy", qc.format_value(evaluation.balanced_accuracy)),
                               ("Macro F1", qc.format_value(evaluation.macro_f1)), ("Weighted F1", qc.format_value(evaluation.weighted_f1)),
                               ("Macro precision / recall", f"{qc.format_value(evaluation.macro_precision)} / "
                                                            f"{qc.format_value(evaluation.macro_recall)}"),
                               ("ROC AUC (one-vs-rest, macro)", qc.format_value(evaluation.roc_auc_ovr))])
-    document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS])
     document.heading("Per class")
     document.table(["class", "precision", "recall", "F1", "support", "ROC AUC"],
                    [[name, qc.format_value(values["precision"]), qc.format_value(values["recall"]), qc.format_value(values["f1"]),
@@ -217,6 +280,7 @@ def qc_report(result: Any) -> pathlib.Path:
                        "computed on the last feature map, so the map is coarse).")
     for path in result.gradcam_figures:
         document.figure(path, width_mm=120)
-    run_report.add_config(document, config)
+    run_report.add_glossary(document, METRIC_MEANINGS + (("support", "number of test images of the class"),))
     add_references(document, REFERENCES)
+    run_report.add_appendix(document, config)
     return document.save(run.root / "qc_report.pdf")

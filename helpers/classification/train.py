@@ -446,7 +446,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def __init__(self, total_epochs: int, stream=None):
         super().__init__()
-        self.total_epochs, self.stream = total_epochs, stream or sys.stderr
+        self.total_epochs, self.stream = total_epochs, stream or sys.stdout  # stderr renders red in Jupyter
         self.bar, self.epoch = None, 0
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -111,6 +111,10 @@ class ClassificationSession(workflow.Session):
         print(f"Epochs completed: {result.epochs_completed} (kept epoch {result.best_epoch}). "
               f"Exported model: {exported}")
         print(f"Training report: {self._training_report()}")
+        from helpers.config import quick_run_notice
+
+        if quick_run_notice(self.config):  # said last, where the user looks when training ends
+            print(quick_run_notice(self.config))
         return self.training
 
     def class_names(self) -> list[str]:

@@ -17,6 +17,15 @@ and writes into the results folder (never the images folder, never over an exist
   threshold and their class names (no ``<score>``), which LabelImg and CVAT open for correcting;
 * ``annotate_next.png`` — the first images with those boxes drawn.
 
+The run's own images are never ranked: its test images (the form's Test_images, and every folder
+section 5 scored, recorded in ``qc/<time>/images.json``) and its training images (``config.yaml``'s
+``images_dir``, which holds the training and validation split). An image is recognised by its
+folder or by its file name and size (a copy elsewhere). Correcting test images and training on
+them would leak the test set into training and make section 5's numbers meaningless; training
+images teach the model nothing new. They are left out with a plain message naming the field and
+the fix (new images in Prediction_images); when every image is one of them nothing is written,
+without an error: the notebook's defaults predict the test images, and must still end cleanly.
+
 Why this score. ``min(s, 1 - s)`` is the chance that the box's yes/no call is wrong if its
 score were a calibrated probability: 0 for a box the model is sure about either way (s near 1
 or near 0), 0.5 for a coin flip. Summed over an image it is the expected number of boxes a
@@ -33,11 +42,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import pathlib
 from typing import Mapping, Sequence
 
 from helpers import display, errors, figures, images, qc
+from helpers import split as split_module
 from helpers.detection import outputs
 from helpers.detection.predict import CANDIDATE_SCORE_FLOOR
 
@@ -104,6 +115,131 @@ def rank_images(candidates: Mapping[str, Sequence[outputs.Detection]], score_thr
     """
     ranked = [image_uncertainty(image, found, score_threshold) for image, found in candidates.items()]
     return sorted(ranked, key=lambda row: (-row.uncertainty, -row.middling, -row.detections, row.image))
+
+
+# ----- images that must not be offered for annotation ------------------------------------
+
+# Written by section 5 (``quality.evaluate_run``) into each ``qc/<time>/``: the folder and the
+# (file name, size in bytes) of every image it scored, so that 6.2 can recognise the test images.
+QC_IMAGES_RECORD = "images.json"
+LEAK_ADVICE = "Put new, unannotated images in Prediction_images and run section 6 again."
+HELD_OUT_REASONS = {
+    "Test_images": "correcting them and adding them to training would make section 5's numbers meaningless",
+    "Training_images": "the model was trained on them (training or validation split), so correcting them "
+                       "teaches it nothing new",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownImages:
+    """Images a run already uses, recognised by folder or by file name and size.
+
+    Attributes:
+        field: the notebook field they come from, ``"Test_images"`` or ``"Training_images"``.
+        folders: resolved folders holding them.
+        files: (file name, size in bytes) of each image: a copy in another folder is still recognised.
+    """
+
+    field: str
+    folders: frozenset[pathlib.Path]
+    files: frozenset[tuple[str, int]]
+
+
+def image_fingerprint(path: str | pathlib.Path) -> tuple[str, int]:
+    """(file name, size in bytes) of an image: equal for a copy, different for a new image of that name."""
+    path = pathlib.Path(path)
+    return path.name, path.stat().st_size
+
+
+def known_images(field: str, folder: str | pathlib.Path) -> KnownImages:
+    """Every image directly inside ``folder`` (resolved) as ``KnownImages``; none when the folder is gone."""
+    folder = pathlib.Path(folder)
+    if not str(folder).strip() or not folder.is_dir():
+        return KnownImages(field, frozenset(), frozenset())
+    return KnownImages(field, frozenset({folder.resolve()}),
+                       frozenset(image_fingerprint(path) for path in images.list_images(folder)))
+
+
+def write_qc_images_record(folder: str | pathlib.Path | None, image_paths: Sequence[pathlib.Path],
+                           path: str | pathlib.Path) -> pathlib.Path:
+    """Write ``QC_IMAGES_RECORD``: the scored images' folder (None for the validation split) and name -> bytes."""
+    record = {"folder": str(pathlib.Path(folder).resolve()) if folder else None,
+              "images": dict(image_fingerprint(image) for image in image_paths)}
+    path = pathlib.Path(path)
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def run_known_images(run_root: str | pathlib.Path, test_images: str | pathlib.Path = "") -> list[KnownImages]:
+    """The test and training images of a run: what must not be ranked for annotation.
+
+    Args:
+        run_root: the run folder (its ``config.yaml`` names the training images; every
+            ``qc/*/images.json`` the images section 5 scored).
+        test_images: the Test_images folder of the form, if given (known even before section 5 ran).
+
+    Returns:
+        ``[test images, training images]`` (either may be empty). Test images are recognised by
+        folder and by file; training images by file, only those ``split.json`` used (the whole
+        ``images_dir`` folder when the run has no split yet).
+    """
+    from helpers import config as config_module
+    from helpers.detection.config import DetectionConfig
+
+    run_root = pathlib.Path(run_root)
+    test = known_images("Test_images", test_images)
+    folders, files = set(test.folders), set(test.files)
+    for record_path in sorted(run_root.glob(f"qc/*/{QC_IMAGES_RECORD}")):
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("folder"):  # None: QC scored the validation split, which the training check covers
+            folders.add(pathlib.Path(record["folder"]))
+            files.update((name, int(size)) for name, size in record["images"].items())
+    training = KnownImages("Training_images", frozenset(), frozenset())
+    if (run_root / "config.yaml").is_file():
+        training = known_images("Training_images",
+                                config_module.load_config(DetectionConfig, run_root / "config.yaml").images_dir)
+    if training.folders and (run_root / "split.json").is_file():
+        # Only the images the split used (training and validation), by name and size: an image of that
+        # folder without annotations was never trained on, and may be ranked.
+        split = split_module.load_split(run_root / "split.json")
+        used = set(split.train) | set(split.validation)
+        files.update((name, size) for name, size in training.files if pathlib.PurePath(name).stem in set(split.test))
+        training = KnownImages("Training_images", frozenset(), frozenset(
+            (name, size) for name, size in training.files if pathlib.PurePath(name).stem in used))
+    return [KnownImages("Test_images", frozenset(folders), frozenset(files)), training]
+
+
+def held_out_images(image_paths: Mapping[str, pathlib.Path], known: Sequence[KnownImages]) -> dict[str, str]:
+    """Image file name -> the field it belongs to (``KnownImages.field``), for the images a run already uses.
+
+    An image belongs to a set when its folder is one of the set's folders or its (name, size) is
+    one of the set's files; the first set of ``known`` that matches wins (test before training).
+    Images that no longer exist are matched by folder only.
+    """
+    found = {}
+    for name, path in image_paths.items():
+        path = pathlib.Path(path)
+        fingerprint = image_fingerprint(path) if path.is_file() else None
+        for images_set in known:
+            # the folder the image was listed in (a link inside Test_images is a test image wherever it points)
+            if path.parent.resolve() in images_set.folders or fingerprint in images_set.files:
+                found[name] = images_set.field
+                break
+    return found
+
+
+def held_out_message(held_out: Mapping[str, str], total: int) -> str:
+    """Plain sentences naming the fields whose images were left out of the ranking ("" when none)."""
+    lines = []
+    for field, reason in HELD_OUT_REASONS.items():
+        names = sorted(name for name, owner in held_out.items() if owner == field)
+        if names:
+            example = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            lines.append(f"{len(names)} of the {total} predicted images are your {field} ({example}): {reason}. "
+                         f"They are not ranked and not pre-annotated.")
+    if lines:
+        lines.append(LEAK_ADVICE)
+    return "\n".join(lines)
 
 
 def _require_new(paths: Sequence[pathlib.Path]) -> None:
@@ -185,17 +321,21 @@ class AnnotationQueue:
         output_dir: the results folder of the predictions.
         ranking: every image, most uncertain first.
         pre_annotations: image file name -> its VOC file, for the top N.
-        csv_path: ``annotate_next.csv``.
+        csv_path: ``annotate_next.csv`` (None when every image was held out and nothing was written).
         figure_path: ``annotate_next.png`` (None when no image could be shown).
         score_threshold: the threshold of the boxes counted and pre-annotated.
+        held_out: image file name -> field (Test_images / Training_images) of the images left out.
+        message: plain sentences about the images left out ("" when none).
     """
 
     output_dir: pathlib.Path
     ranking: list[ImageUncertainty]
     pre_annotations: dict[str, pathlib.Path]
-    csv_path: pathlib.Path
+    csv_path: pathlib.Path | None
     figure_path: pathlib.Path | None
     score_threshold: float
+    held_out: dict[str, str] = dataclasses.field(default_factory=dict)
+    message: str = ""
 
     def table_rows(self, rows: int = 10) -> list[list]:
         """The first ``rows`` rows of annotate_next.csv, the header first."""
@@ -208,6 +348,11 @@ class AnnotationQueue:
 
     def show(self, rows: int = 10) -> None:
         """Print the first rows of the ranking and display the first images with their boxes."""
+        if self.message:
+            print(self.message)
+        if self.csv_path is None:
+            print("Nothing was ranked or written.")
+            return
         print(f"{len(self.pre_annotations)} of {len(self.ranking)} images pre-annotated in "
               f"{self.output_dir / PRE_ANNOTATIONS} (boxes with score ≥ {self.score_threshold}); full ranking in "
               f"{self.csv_path}.")
@@ -216,12 +361,19 @@ class AnnotationQueue:
             display.show_image(self.figure_path)
 
 
-def queue_for_annotation(predictions, number_to_annotate: int) -> AnnotationQueue:
+def queue_for_annotation(predictions, number_to_annotate: int, test_images: str | pathlib.Path = "") -> AnnotationQueue:
     """Rank the images of a ``predict_folder`` result and pre-annotate the ``number_to_annotate`` first.
 
+    The run's test and training images (``run_known_images``) are never ranked: correcting test
+    images and training on them would leak the test set into training. They are left out with a
+    plain message; when every image is one of them nothing is written (no error, so that a notebook
+    run on its defaults, which predicts the test images, still ends cleanly).
+
     Args:
-        predictions: ``helpers.detection.predict.PredictionResult`` (its candidates, sizes, overlays).
+        predictions: ``helpers.detection.predict.PredictionResult`` (its candidates, sizes, overlays,
+            and ``source`` / ``run_root`` to recognise the run's own images).
         number_to_annotate: N >= 1; more than the number of images pre-annotates them all.
+        test_images: the form's Test_images folder ("" = only those recorded by section 5).
 
     Returns:
         The ``AnnotationQueue``; files are written into ``predictions.output_dir``.
@@ -235,10 +387,20 @@ def queue_for_annotation(predictions, number_to_annotate: int) -> AnnotationQueu
     output_dir = pathlib.Path(predictions.output_dir)
     _require_new([output_dir / ANNOTATE_NEXT_CSV, output_dir / ANNOTATE_NEXT_FIGURE, output_dir / PRE_ANNOTATIONS])
     threshold = predictions.score_threshold
-    ranking = rank_images(predictions.candidates, threshold)
-    pre_annotations = write_pre_annotations(ranking[:number_to_annotate], predictions.candidates,
+    candidates = dict(predictions.candidates)
+    held_out = {}
+    if getattr(predictions, "source", None) is not None and getattr(predictions, "run_root", None) is not None:
+        known = run_known_images(predictions.run_root, test_images)
+        held_out = held_out_images({name: pathlib.Path(predictions.source) / name for name in candidates}, known)
+    message = held_out_message(held_out, len(candidates))
+    candidates = {name: found for name, found in candidates.items() if name not in held_out}
+    if not candidates:
+        return AnnotationQueue(output_dir=output_dir, ranking=[], pre_annotations={}, csv_path=None, figure_path=None,
+                               score_threshold=threshold, held_out=held_out, message=message)
+    ranking = rank_images(candidates, threshold)
+    pre_annotations = write_pre_annotations(ranking[:number_to_annotate], candidates,
                                             predictions.image_sizes, threshold, output_dir / PRE_ANNOTATIONS)
     csv_path = write_annotate_next(ranking, pre_annotations, threshold, output_dir / ANNOTATE_NEXT_CSV)
     figure = plot_top_images(ranking[:number_to_annotate], predictions.overlays, output_dir / ANNOTATE_NEXT_FIGURE)
     return AnnotationQueue(output_dir=output_dir, ranking=ranking, pre_annotations=pre_annotations, csv_path=csv_path,
-                           figure_path=figure, score_threshold=threshold)
+                           figure_path=figure, score_threshold=threshold, held_out=held_out, message=message)

@@ -390,7 +390,8 @@ class DetectionDataset:
         if not self.problems:
             lines.append("No problems found.")
             return "\n".join(lines)
-        lines.extend(problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS, "problems_table()"))
+        lines.extend(problem_lines(self.problems, self.problem_counts(), PROBLEM_KINDS,
+                                   "dataset_problems.json in the run folder"))
         return "\n".join(lines)
 
     def show_summary(self, output_dir: str | pathlib.Path | None = None, show_plots: bool = True) -> list[pathlib.Path]:
@@ -739,8 +740,21 @@ def require_annotations(field_name: str, annotations: str) -> pathlib.Path:
     if not path.exists():
         raise errors.DatasetError(f"{field_name}: {path} does not exist. Check the path in form 1.1 (a folder of "
                                   f".xml files, or a .json file).{workflow.DRIVE_HINT}")
-    annotation_formats.detect_format(path)
+    if annotation_formats.detect_format(path) == annotation_formats.VOC and not _list_annotations(path):
+        # One line instead of one "image without annotation" problem per image: the folder is the likely mistake.
+        raise errors.DatasetError(f"0 .xml files in {field_name} ({path}; it holds {_folder_contents(path)}): is the "
+                                  f"path right? Type the folder of your PASCAL VOC .xml annotations (one per image, "
+                                  f"with the image's name), or your COCO or BBBC041 .json file, in form 1.1.")
     return path
+
+
+def _folder_contents(folder: pathlib.Path, kinds_shown: int = 3) -> str:
+    """What a folder holds, in words: ``"24 .png files"``, ``"2 .json files, 1 folder"``, ``"nothing"``."""
+    children = [child for child in folder.iterdir() if not child.name.startswith(".")]
+    counts = collections.Counter("folder" if child.is_dir() else f"{child.suffix.lower() or 'extensionless'} file"
+                                 for child in children)
+    parts = [f"{count} {kind}{'s' if count > 1 else ''}" for kind, count in counts.most_common(kinds_shown)]
+    return ", ".join(parts) + (", ..." if len(counts) > kinds_shown else "") if parts else "nothing"
 
 
 def load_detection_dataset(images_dir: str | pathlib.Path, annotations_dir: str | pathlib.Path,

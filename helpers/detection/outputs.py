@@ -9,7 +9,10 @@
 * a COCO results JSON (``[{image_id, category_id, bbox: [x, y, w, h], score}]``, ``w = xmax - xmin``).
 * ``counts.csv``: one row per image, ``filename,<class 1>,...,<class N>,total,score_threshold``:
   the number of detections per class with score >= the threshold, stated on every row
-  (``score_threshold`` column, so any CSV reader keeps it with the numbers).
+  (``score_threshold`` column, so any CSV reader keeps it with the numbers). Optionally each object
+  is counted once (``count_per_image(merge_iou=...)``): boxes of *different* classes on one object
+  (IoU >= ``COUNT_MERGE_IOU``) count once, as the class of the highest score (``merge_across_classes``);
+  predictions.csv keeps every box.
 * overlay images (boxes drawn with OpenCV, labels with the DejaVu font so any class name shows).
 
 This module never imports TensorFlow.
@@ -137,10 +140,52 @@ def read_predictions_csv(path: str | pathlib.Path) -> list[Detection]:
 # ---------------------------------------------------------------- counts per image
 
 COUNTS_EXTRA_COLUMNS = ("filename", "total", "score_threshold")
+# Boxes of different classes overlapping at least this much (IoU) are one object when counting each
+# object once. The model's own suppression (per class) already merges boxes of one class.
+COUNT_MERGE_IOU = 0.5
+
+
+def merge_across_classes(detections: Iterable[Detection], iou_threshold: float = COUNT_MERGE_IOU) -> list[Detection]:
+    """Class-agnostic suppression per image: of boxes overlapping with IoU > ``iou_threshold``, whatever
+    their classes, only the highest-scoring one is kept (greedy NMS, OpenCV's ``cv2.dnn.NMSBoxes``).
+
+    Used for counting each object once when the model puts boxes of two classes on one cell; the
+    boxes themselves (predictions.csv, VOC, overlays) are not changed.
+
+    Returns:
+        The kept detections, image by image in first-seen order, highest score first within an image.
+    """
+    import cv2
+
+    by_image: dict[str, list[Detection]] = {}
+    for detection in detections:
+        by_image.setdefault(detection.filename, []).append(detection)
+    kept = []
+    for found in by_image.values():
+        if len(found) < 2:
+            kept.extend(found)
+            continue
+        boxes = [[float(row.xmin), float(row.ymin), float(row.xmax - row.xmin), float(row.ymax - row.ymin)]
+                 for row in found]
+        # NMSBoxes drops scores <= its score threshold (which must be >= 0) and uses scores only to order
+        # the boxes: shifted by 1, every box given is considered, in the same order.
+        indices = np.asarray(cv2.dnn.NMSBoxes(boxes, [1.0 + float(row.score) for row in found], 0.0,
+                                              float(iou_threshold))).reshape(-1)
+        kept.extend(sorted((found[index] for index in indices), key=lambda row: -row.score))
+    return kept
+
+
+def count_rule(score_threshold: float, merge_iou: float | None) -> str:
+    """One sentence saying what a count counts (for prediction_settings.json and the notebook)."""
+    rule = f"Counted: boxes with score >= {score_threshold:g}"
+    if merge_iou is None:
+        return rule + "; boxes of different classes on one object are each counted (Count_each_object_once off)."
+    return (rule + f"; overlapping boxes (IoU > {merge_iou:g}) of any classes are counted once, as the class with "
+            "the highest score (Count_each_object_once on). predictions.csv keeps every box.")
 
 
 def count_per_image(detections: Iterable[Detection], filenames: Iterable[str], classes: Sequence[str],
-                    score_threshold: float) -> dict[str, dict[str, int]]:
+                    score_threshold: float, merge_iou: float | None = None) -> dict[str, dict[str, int]]:
     """Number of detections with score >= ``score_threshold`` per image and class.
 
     Args:
@@ -149,6 +194,8 @@ def count_per_image(detections: Iterable[Detection], filenames: Iterable[str], c
         classes: class (column) order, e.g. the model's label map; classes of counted detections
             that are not in it are appended, sorted.
         score_threshold: lowest score counted (inclusive).
+        merge_iou: None counts every box; a number counts each object once: boxes of different
+            classes overlapping with IoU above it are merged first (``merge_across_classes``).
 
     Returns:
         image file name -> {class: count}, every class present in every row, in column order.
@@ -157,6 +204,8 @@ def count_per_image(detections: Iterable[Detection], filenames: Iterable[str], c
         DatasetError: a counted detection's image is not in ``filenames``.
     """
     kept = [detection for detection in detections if detection.score >= score_threshold]
+    if merge_iou is not None:
+        kept = merge_across_classes(kept, merge_iou)
     columns = list(dict.fromkeys(classes))
     columns += sorted({detection.class_name for detection in kept} - set(columns))
     counts = {filename: dict.fromkeys(columns, 0) for filename in filenames}
@@ -312,6 +361,53 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3], dtype=np.uint8).copy()
 
 
+def _rectangles_overlap(first: tuple[int, int, int, int], second: tuple[int, int, int, int]) -> bool:
+    """Whether two (left, top, right, bottom) pixel rectangles share any area."""
+    return first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]
+
+
+def _overlap_area(first: tuple[int, int, int, int], second: tuple[int, int, int, int]) -> int:
+    """Shared area in pixels² of two (left, top, right, bottom) rectangles."""
+    return (max(0, min(first[2], second[2]) - max(first[0], second[0]))
+            * max(0, min(first[3], second[3]) - max(first[1], second[1])))
+
+
+def place_labels(boxes: Sequence[tuple[float, float, float, float]], label_sizes: Sequence[tuple[int, int]],
+                 image_width: int, image_height: int) -> list[tuple[int, int, int, int]]:
+    """Where each box's label goes, so that no label covers an earlier one.
+
+    A label sits just above its box's top-left corner (moved left or down to stay inside the image).
+    When it would overlap a label placed before it, it moves down in steps of its own height, into
+    the box, until it is free; if no place down to the box's bottom is free, it takes the one that
+    overlaps least. Earlier labels (the higher scores: detections come best first) keep the best spots.
+
+    Args:
+        boxes: (xmin, ymin, xmax, ymax) pixels, one per label, in drawing order.
+        label_sizes: (width, height) pixels of each label's background rectangle.
+        image_width, image_height: the image's size in pixels.
+
+    Returns:
+        (left, top, right, bottom) int pixels of each label, in the order given.
+    """
+    placed: list[tuple[int, int, int, int]] = []
+    for (xmin, ymin, _, ymax), (width, height) in zip(boxes, label_sizes):
+        left = max(0, min(int(round(xmin)), image_width - width))
+        top = int(round(ymin)) - height
+        lowest = max(top, min(int(round(ymax)), image_height) - height)
+        candidates = []
+        while True:
+            clipped = max(0, min(top, image_height - height))
+            candidates.append((left, clipped, left + width, clipped + height))
+            if top >= lowest:
+                break
+            top = min(top + height, lowest)
+        free = [rectangle for rectangle in candidates
+                if not any(_rectangles_overlap(rectangle, other) for other in placed)]
+        placed.append(free[0] if free else min(
+            candidates, key=lambda rectangle: sum(_overlap_area(rectangle, other) for other in placed)))
+    return placed
+
+
 def draw_boxes(image_rgb_uint8: np.ndarray, detections_or_voc_objects: Sequence[Any],
                colours: Mapping[str, tuple] | None = None) -> np.ndarray:
     """A copy of the image with each box drawn and labelled "class" or "class 0.87".
@@ -337,13 +433,13 @@ def draw_boxes(image_rgb_uint8: np.ndarray, detections_or_voc_objects: Sequence[
                       tuple(int(channel) for channel in palette[name]), thickness)
     picture = Image.fromarray(canvas)
     drawer, font = ImageDraw.Draw(picture), _label_font(max(10, round(max(canvas.shape[:2]) / 50)))
-    for name, score, (xmin, ymin, _, _) in boxes:
-        text = name if score is None else f"{name} {score:.2f}"
-        left, top, right, bottom = drawer.textbbox((0, 0), text, font=font)
-        # above the box, shifted left when it would leave the image on the right
-        x = max(0, min(int(round(xmin)), canvas.shape[1] - (right - left) - 4))
-        y = max(0, int(round(ymin)) - (bottom - top) - 4)
-        drawer.rectangle((x, y, x + right - left + 4, y + bottom - top + 4), fill=tuple(palette[name]))
+    texts = [name if score is None else f"{name} {score:.2f}" for name, score, _ in boxes]
+    extents = [drawer.textbbox((0, 0), text, font=font) for text in texts]
+    # 2 px of background around the text on every side
+    sizes = [(right - left + 4, bottom - top + 4) for left, top, right, bottom in extents]
+    places = place_labels([corners for _, _, corners in boxes], sizes, canvas.shape[1], canvas.shape[0])
+    for (name, _, _), text, (left, top, _, _), (x, y, x_end, y_end) in zip(boxes, texts, extents, places):
+        drawer.rectangle((x, y, x_end - 1, y_end - 1), fill=tuple(palette[name]))  # PIL includes the end pixel
         drawer.text((x + 2 - left, y + 2 - top), text, font=font, fill=(255, 255, 255))
     return np.asarray(picture)
 

@@ -161,7 +161,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     Returns:
         The result; ``result.show()`` prints and displays it, ``result.browse()`` opens a viewer.
     """
-    from helpers.detection import export, outputs, reports, tiling
+    from helpers.detection import annotation_loop, export, outputs, reports, tiling
     from helpers.qc import detection as detection_qc
 
     config = config_module.load_config(DetectionConfig, run.config_path)
@@ -175,11 +175,15 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
                                                      objects=dataset.scoring_objects(item, detector.class_names))
         predictions.extend(dataclasses.replace(row, filename=filename) for row in
                            detector.detect(tiling.open_image(item.image_path), score_threshold=RANKING_SCORE_THRESHOLD))
+    # Counts as section 6 writes them by default: each object once, at the model's own suppression IoU.
     evaluation = detection_qc.evaluate_detection(ground_truth, predictions, classes=detector.class_names,
-                                                 score_threshold=config.score_threshold, iou_threshold=0.5)
+                                                 score_threshold=config.score_threshold, iou_threshold=0.5,
+                                                 count_merge_iou=detector.nms_iou_threshold)
     output_dir = run.qc / time.strftime("%Y%m%d-%H%M%S")
     output_dir.mkdir(parents=True, exist_ok=True)
     outputs.write_predictions_csv(predictions, output_dir / "predictions.csv")
+    annotation_loop.write_qc_images_record(test_images if str(test_images).strip() else None,
+                                           list(image_paths.values()), output_dir / annotation_loop.QC_IMAGES_RECORD)
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), indent=2, ensure_ascii=False),
                                              encoding="utf-8")
     result = QualityResult(run=run, config=config, evaluation=evaluation, source=source, image_paths=image_paths,

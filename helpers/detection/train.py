@@ -523,7 +523,7 @@ class ProgressCallback:
     """A tqdm progress bar per epoch showing the loss, images per second and time left."""
 
     def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
+        self.stream = stream or sys.stdout  # stdout: Jupyter shows stderr on red, like an error
         self.bar = None
         self.info: dict = {}
         self.started = 0.0

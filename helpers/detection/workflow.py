@@ -153,6 +153,10 @@ class DetectionSession(workflow.Session):
                                   pixel_scale=self.training.pixel_scale)
         report = reports.training_report(self)
         print(f"Training report: {report}")
+        from helpers.config import quick_run_notice
+
+        if quick_run_notice(self.config):  # said last, where the user looks when training ends
+            print(quick_run_notice(self.config))
         return self.training
 
 
@@ -184,23 +188,30 @@ def quality_control(model_path: str, model_name: str, test_images: str = "", tes
 
 
 def predict(model_path: str, model_name: str, images_dir: str = "", results_folder: str = "",
-            other_model_folder: str = "", object_size_ratio: float | str = 1.0) -> Any:
+            other_model_folder: str = "", object_size_ratio: float | str = 1.0,
+            count_each_object_once: bool = True) -> Any:
     """Section 6: detect objects in every image of ``images_dir``; outputs go to a results folder.
 
     ``object_size_ratio``: how much larger objects are in these images than in the training images
     (2 = twice as large, e.g. another objective); recorded in ``prediction_settings.json``.
+    ``count_each_object_once``: counts.csv counts boxes of different classes on one object once.
     """
     import functools
 
     from helpers.detection import predict as predict_module
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    predict_folder = functools.partial(predict_module.predict_folder, object_size_ratio=object_size_ratio)
+    predict_folder = functools.partial(predict_module.predict_folder, object_size_ratio=object_size_ratio,
+                                       count_each_object_once=count_each_object_once)
     return workflow.predict_with(predict_folder, run, DetectionConfig, images_dir, results_folder)
 
 
-def rank_for_annotation(predictions: Any, number_to_annotate: int) -> Any:
-    """Section 6.2: rank ``predict``'s images by the model's uncertainty; pre-annotate the first N as VOC."""
+def rank_for_annotation(predictions: Any, number_to_annotate: int, test_images: str = "") -> Any:
+    """Section 6.2: rank ``predict``'s images by the model's uncertainty; pre-annotate the first N as VOC.
+
+    The run's test images (``test_images`` and those section 5 scored) and training images are left
+    out with a plain message (``annotation_loop.queue_for_annotation``).
+    """
     from helpers.detection import annotation_loop
 
-    return annotation_loop.queue_for_annotation(predictions, number_to_annotate)
+    return annotation_loop.queue_for_annotation(predictions, number_to_annotate, test_images)

@@ -126,14 +126,22 @@ def _dataset_section(document: Any, session: Any) -> None:
 
 
 def training_report(session: Any) -> pathlib.Path:
-    """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path."""
+    """Write ``training_report.pdf`` into the run folder from the run's real state; returns its path.
+
+    Order: the kept epoch and its figures in words, the curves (kept epoch marked), data, split,
+    preprocessing, model, methods, glossary, references, then the appendix (hardware, settings).
+    """
     config, run, training = session.config, session.run, session.training
     rows = history.read_history(run.history_path)
-    document = run_report.start_report(f"Training report: {run.root.name}", run, config, config.images_dir)
+    document = run_report.start_report(
+        f"Training report: {run.root.name}", run, config, config.images_dir,
+        answer=[training_outcome(rows, training), classification_reports.time_and_hardware(session, training.result)])
     classification_reports.run_summary(document, session, training.result,
                                        f"ordinal grading, {config.num_grades} grades (Keras 3, keras.applications)", rows)
-    run_report.add_environment(document)
-    run_report.add_config(document, config)
+    document.heading("Training curves")
+    document.figure(classification_reports.plot_training_curves(
+        run, grading_train.CURVE_PANELS, classification_reports.kept_epoch(rows, grading_train.MONITOR)), width_mm=170)
+    document.paragraph(classification_reports.curves_caption(config))
     _dataset_section(document, session)
     classification_reports.split_section(document, session)
     document.heading("Preprocessing and augmentation")
@@ -147,32 +155,53 @@ def training_report(session: Any) -> pathlib.Path:
                               ("Initial weights", classification_reports.initial_weights(session)),
                               ("Ordinal head", HEAD_SENTENCES[config.head]),
                               ("Grade imbalance", sampling_sentence(config))])
-    document.heading("Training curves")
-    document.figure(classification_reports.plot_training_curves(run, grading_train.CURVE_PANELS), width_mm=170)
-    document.heading("Validation metrics of the kept model")
-    document.paragraph(training_outcome(rows, training))
-    document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS[:4]])
     document.heading("Methods (ready to paste)")
     document.paragraph(methods_paragraph(session, rows))
+    run_report.add_glossary(document, METRIC_MEANINGS[:4])
     classification_reports.add_references(document, REFERENCES)
+    run_report.add_appendix(document, config, getattr(training.result, "strategy", None))
     return document.save(run.root / "training_report.pdf")
 
 
+def within_one_grade(matrix: Any) -> float:
+    """Share of images whose predicted grade is at most one grade from the true one (0..1; NaN without images)."""
+    total = sum(sum(row) for row in matrix)
+    near = sum(count for true, row in enumerate(matrix) for predicted, count in enumerate(row) if abs(true - predicted) <= 1)
+    return near / total if total else math.nan
+
+
+def qc_answer(result: Any) -> list[str]:
+    """The QC report's first lines: kappa in words, exact and within-one-grade agreement, referable disease."""
+    evaluation = result.evaluation
+    referable = evaluation.referable
+    return [f"Quadratic weighted kappa {_value(evaluation.quadratic_kappa)} (1 = perfect agreement, 0 = chance); "
+            f"{100 * within_one_grade(evaluation.confusion_matrix):.0f} % of the {evaluation.number_of_images} images "
+            f"within one grade, {100 * evaluation.accuracy:.0f} % exactly right.",
+            f"Referable disease (grade ≥ {referable['threshold']}): sensitivity {_value(referable['sensitivity'])}, "
+            f"specificity {_value(referable['specificity'])}. "
+            + classification_reports.most_confused([f"grade {grade}" for grade in range(evaluation.num_grades)],
+                                                   evaluation.confusion_matrix)
+            + f" Images: {result.source}."]
+
+
 def qc_report(result: Any) -> pathlib.Path:
-    """Write ``qc_report.pdf`` (kappa, per-grade and referable-disease tables, plots) into the run folder."""
+    """Write ``qc_report.pdf`` (the answer, kappa, referable and per-grade tables, plots, glossary, appendix)."""
     run, config, evaluation = result.run, result.config, result.evaluation
     referable = evaluation.referable
     first = next(iter(result.items.values()))
-    document = run_report.start_report(f"Quality control report: {run.root.name}", run, config, first.path.parent)
+    document = run_report.start_report(f"Quality control report: {run.root.name}", run, config, first.path.parent,
+                                       answer=qc_answer(result),
+                                       warnings=[run_report.sample_size_warning(evaluation.number_of_images)])
     document.heading("What was measured")
     document.paragraph(f"The exported model graded {evaluation.number_of_images} images: {result.source}. Figures "
                        f"come from scikit-learn [8] through helpers.qc.grading (the same as python -m helpers.qc "
-                       f"grading on qc/labels.csv and qc/predictions.csv).")
+                       f"grading on qc/labels.csv and qc/predictions.csv). The glossary at the end says what each "
+                       f"figure means.")
     document.key_value_table([("Quadratic weighted kappa", _value(evaluation.quadratic_kappa)),
                               ("Linear weighted kappa", _value(evaluation.linear_kappa)),
                               ("Accuracy", _value(evaluation.accuracy)),
+                              ("Within one grade", _value(within_one_grade(evaluation.confusion_matrix))),
                               ("Mean absolute error (grades)", _value(evaluation.mean_absolute_error))])
-    document.table(["metric", "what it means"], [list(pair) for pair in METRIC_MEANINGS])
     document.heading(f"Referable disease (grade >= {referable['threshold']})")
     document.table(["referable threshold", "referable eyes", "other eyes", "sensitivity", "specificity", "ROC AUC"],
                    [[f"grade >= {referable['threshold']}", str(referable["positives"]), str(referable["negatives"]),
@@ -196,6 +225,8 @@ def qc_report(result: Any) -> pathlib.Path:
                            "empty map.")
         for path in result.gradcam_figures:
             document.figure(path, width_mm=120)
-    run_report.add_config(document, config)
+    run_report.add_glossary(document, METRIC_MEANINGS + (("within one grade", "share of images whose predicted grade "
+                                                                              "is at most one grade from the true one"),))
     classification_reports.add_references(document, REFERENCES)
+    run_report.add_appendix(document, config)
     return document.save(run.root / "qc_report.pdf")

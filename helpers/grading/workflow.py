@@ -111,7 +111,8 @@ def start(preset: str, **form_fields: Any) -> GradingSession:
     if str(form_fields.get("continue_from") or "").strip():
         from helpers.grading import train as grading_train
 
-        grading_train.continued_model_path(config_module.config_from_form(GradingConfig, preset, **form_fields))
+        grading_train.continued_model_path(config_module.config_from_form(GradingConfig, preset, defaults_mean_preset=True,
+                                                                                  **form_fields))
     return workflow.open_session(GradingSession, GradingConfig, preset, form_fields)
 
 

@@ -49,7 +49,11 @@ What is scored, and how (every number comes with its thresholds):
   the Bland-Altman bias with 95 % limits of agreement. No box matching is involved: a count can
   be right with every box misplaced. The score threshold with the lowest summed MAE over
   classes among ``COUNT_THRESHOLD_GRID`` (and the threshold in use) is reported as chosen on
-  these images, which makes its MAE optimistic.
+  these images, which makes its MAE optimistic. Counts take each object once by default, as
+  ``counts.csv`` does: boxes of *different* classes overlapping with IoU > ``outputs.COUNT_MERGE_IOU``
+  count once (the model's own suppression works class by class, so it can put two boxes of different
+  classes on one cell); ``CountAgreement.each_object_once`` reports the total MAE per image with and
+  without that merge.
 
 Category ids follow ``classes`` when given (ground-truth classes missing from it are
 appended, sorted), else the sorted ground-truth classes; classes that occur only in the
@@ -137,6 +141,12 @@ class CountAgreement:
             thresholds at or below it count the same, so a file cut at a higher score cannot tell
             lower thresholds apart.
         per_image: image file name -> {"annotated": {class: n}, "predicted": {class: n}}.
+        merge_iou: None when every box was counted; else boxes of different classes overlapping with
+            IoU > merge_iou were counted once (``outputs.count_per_image(merge_iou=...)``, as counts.csv).
+        each_object_once: the effect of that class-agnostic merge, with and without it at the threshold
+            in use: {"iou_threshold", "total_mae_without_merge", "total_mae_with_merge" (MAE of the
+            per-image totals, objects per image), "summed_class_mae_without_merge",
+            "summed_class_mae_with_merge", "boxes_merged" (counted boxes the merge removed, all images)}.
     """
 
     score_threshold: float
@@ -150,6 +160,8 @@ class CountAgreement:
     threshold_scan: dict[str, list[float]]
     lowest_prediction_score: float | None
     per_image: dict[str, dict[str, dict[str, int]]]
+    merge_iou: float | None = None
+    each_object_once: dict[str, float] | None = None
 
     def counts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(annotated, predicted): int [n images] counts of class ``name`` in ``per_image`` order."""
@@ -570,8 +582,27 @@ def _best_threshold(scan: dict[str, list[float]], in_use: float) -> tuple[float,
     return threshold, error
 
 
+def _merge_effect(annotated: Mapping[str, Mapping[str, int]], predictions: Sequence[outputs.Detection],
+                  names: Sequence[str], score_threshold: float, iou_threshold: float) -> dict[str, float]:
+    """``CountAgreement.each_object_once``: count errors with and without the class-agnostic merge."""
+    figures_by_rule = {}
+    for rule, merge_iou in (("without_merge", None), ("with_merge", iou_threshold)):
+        predicted = outputs.count_per_image(predictions, annotated, names, score_threshold, merge_iou=merge_iou)
+        figures_by_rule[rule] = (
+            float(np.mean([abs(sum(predicted[name].values()) - sum(annotated[name].values())) for name in annotated]))
+            if annotated else math.nan, _summed_mae(annotated, predicted, names),
+            sum(sum(row.values()) for row in predicted.values()))
+    return {"iou_threshold": float(iou_threshold),
+            "total_mae_without_merge": figures_by_rule["without_merge"][0],
+            "total_mae_with_merge": figures_by_rule["with_merge"][0],
+            "summed_class_mae_without_merge": figures_by_rule["without_merge"][1],
+            "summed_class_mae_with_merge": figures_by_rule["with_merge"][1],
+            "boxes_merged": figures_by_rule["without_merge"][2] - figures_by_rule["with_merge"][2]}
+
+
 def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
-                    names: Sequence[str], score_threshold: float) -> CountAgreement:
+                    names: Sequence[str], score_threshold: float,
+                    merge_iou: float | None = outputs.COUNT_MERGE_IOU) -> CountAgreement:
     """Compare predicted with annotated counts per image and class (definitions in ``CountStatistics``).
 
     Args:
@@ -579,13 +610,16 @@ def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: 
         predictions: detections whose ``filename`` is a ground-truth key (``match_predictions``).
         names: classes in order; must include every annotated and predicted class.
         score_threshold: the threshold in use (detections with score >= it are counted).
+        merge_iou: count each object once, as counts.csv does by default: boxes of different classes
+            overlapping with IoU above it count once (None = every box). The effect of that merge is
+            reported either way (``CountAgreement.each_object_once``, at ``COUNT_MERGE_IOU`` when None).
 
     Returns:
         The ``CountAgreement``, with the best threshold of ``COUNT_THRESHOLD_GRID`` plus the
         threshold in use (chosen on these images, so optimistic).
     """
     annotated = annotated_counts(ground_truth, names)
-    predicted = outputs.count_per_image(predictions, ground_truth, names, score_threshold)
+    predicted = outputs.count_per_image(predictions, ground_truth, names, score_threshold, merge_iou=merge_iou)
     per_class = {name: count_statistics([predicted[filename][name] for filename in annotated],
                                         [annotated[filename][name] for filename in annotated]) for name in names}
     all_classes = count_statistics([sum(predicted[filename].values()) for filename in annotated],
@@ -593,7 +627,8 @@ def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: 
     thresholds = sorted(set(COUNT_THRESHOLD_GRID) | {float(score_threshold)})
     scan = {"score_thresholds": thresholds,
             "summed_mean_absolute_error": [
-                _summed_mae(annotated, outputs.count_per_image(predictions, ground_truth, names, threshold), names)
+                _summed_mae(annotated, outputs.count_per_image(predictions, ground_truth, names, threshold,
+                                                               merge_iou=merge_iou), names)
                 for threshold in thresholds]}
     best_threshold, best_error = _best_threshold(scan, float(score_threshold))
     return CountAgreement(
@@ -602,7 +637,10 @@ def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: 
         best_summed_mean_absolute_error=best_error, best_threshold_note=BEST_THRESHOLD_NOTE, threshold_scan=scan,
         lowest_prediction_score=min((float(p.score) for p in predictions), default=None),
         per_image={filename: {"annotated": annotated[filename], "predicted": predicted[filename]}
-                   for filename in annotated})
+                   for filename in annotated},
+        merge_iou=None if merge_iou is None else float(merge_iou),
+        each_object_once=_merge_effect(annotated, predictions, names, score_threshold,
+                                       outputs.COUNT_MERGE_IOU if merge_iou is None else merge_iou))
 
 
 def count_table_rows(agreement: CountAgreement, images_column: bool = True) -> list[list[Any]]:
@@ -644,7 +682,21 @@ def count_summary_lines(agreement: CountAgreement) -> list[str]:
     if lowest is not None and sum(threshold <= lowest for threshold in agreement.threshold_scan["score_thresholds"]) > 1:
         lines.append(f"The lowest score in the predictions is {lowest:g}: thresholds at or below it count the same "
                      "(predictions cut at a higher score cannot tell them apart).")
+    if agreement.each_object_once is not None:
+        lines.append(each_object_once_sentence(agreement))
     return lines
+
+
+def each_object_once_sentence(agreement: CountAgreement) -> str:
+    """The count rule in use and what counting each object once changes (total MAE per image, boxes merged)."""
+    effect = agreement.each_object_once
+    rule = (f"Each object counted once: overlapping boxes (IoU > {agreement.merge_iou:g}) of any classes counted as "
+            "one, of the class with the highest score (as in counts.csv)."
+            if agreement.merge_iou is not None else "Every box counted, also two boxes of different classes on one "
+                                                    "object.")
+    return (f"{rule} Merging such boxes removes {effect['boxes_merged']} of the counted boxes: total MAE per image "
+            f"{qc.format_value(effect['total_mae_without_merge'])} without, "
+            f"{qc.format_value(effect['total_mae_with_merge'])} with the merge (IoU > {effect['iou_threshold']:g}).")
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -672,7 +724,8 @@ def default_max_detections(ground_truth: Mapping[str, voc.VocAnnotation]) -> int
 
 def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
                        classes: Sequence[str] | None = None, score_threshold: float = 0.3, iou_threshold: float = 0.5,
-                       max_detections: int | None = None) -> DetectionEvaluation:
+                       max_detections: int | None = None,
+                       count_merge_iou: float | None = outputs.COUNT_MERGE_IOU) -> DetectionEvaluation:
     """Score predictions against ground truth and compare counts (definitions in the module docstring).
 
     Args:
@@ -685,6 +738,8 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
         iou_threshold: lowest IoU of a match for the same figures (AP uses COCO's thresholds).
         max_detections: detections per image and class that COCOeval keeps (highest scores); None =
             ``default_max_detections(ground_truth)``.
+        count_merge_iou: counts take each object once (boxes of different classes overlapping with IoU
+            above it count once, as counts.csv); None counts every box (``evaluate_counts``).
 
     Returns:
         The evaluation, every figure with the thresholds it was taken at.
@@ -709,7 +764,7 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
         maps, aps, curves = {"map50_95": math.nan, "map50": math.nan, "map75": math.nan}, {}, {}
     counts, matrix = _counts_and_confusion(ground_truth, predictions, names, score_threshold, iou_threshold)
     per_class = {name: {**aps[name], **counts[name]} for name in names}
-    count_agreement = evaluate_counts(ground_truth, predictions, names, score_threshold)
+    count_agreement = evaluate_counts(ground_truth, predictions, names, score_threshold, merge_iou=count_merge_iou)
     thresholds = {"iou_threshold": float(iou_threshold), "score_threshold": float(score_threshold),
                   "max_detections": int(max_detections), "map": MAP_DESCRIPTION}
     return DetectionEvaluation(map50=maps["map50"], map50_95=maps["map50_95"], map75=maps["map75"],
@@ -762,9 +817,9 @@ def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.15)
     axes.set_xlabel("average precision")
-    axes.legend(loc="lower right")
-    axes.set_title(f"Per-class AP ({evaluation.thresholds['map']}, up to {evaluation.thresholds['max_detections']} "
-                   f"detections/image)\nmAP50 = {qc.format_value(evaluation.map50)}, "
+    # Legend below the axes: inside, it covered the bars of the last class.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
+    axes.set_title(f"Average precision per class (COCO)\nmAP50 = {qc.format_value(evaluation.map50)}, "
                    f"mAP50-95 = {qc.format_value(evaluation.map50_95)}",
                    fontsize=10)
     return figures.save_figure(figure, path)
@@ -784,8 +839,7 @@ def plot_pr_curves(evaluation: DetectionEvaluation, path: str | pathlib.Path) ->
     axes.set_ylim(0, 1.05)
     axes.set_xlabel("recall")
     axes.set_ylabel("precision")
-    axes.set_title(f"Precision-recall per class at IoU {PR_CURVE_IOU} (COCO 101-point interpolation,\n"
-                   f"all scores ranked, up to {evaluation.thresholds['max_detections']} detections/image)", fontsize=10)
+    axes.set_title(f"Precision-recall per class at IoU {PR_CURVE_IOU} (COCO protocol)", fontsize=10)
     if evaluation.pr_curves:
         axes.legend(loc="lower left")
     return figures.save_figure(figure, path)
@@ -817,7 +871,7 @@ def _count_axes(names: Sequence[str]) -> tuple[Any, list]:
     """A figure with one square panel per class (at least one), up to 3 per row."""
     columns = min(3, max(1, len(names)))
     rows = math.ceil(max(1, len(names)) / columns)
-    figure = figures.new_figure(3.7 * columns + 0.3, 3.7 * rows + 0.8)
+    figure = figures.new_figure(3.7 * columns + 0.3, 3.7 * rows + 1.3)  # + room for the legend below
     panels = [figure.add_subplot(rows, columns, index + 1) for index in range(max(1, len(names)))]
     return figure, panels
 
@@ -849,7 +903,7 @@ def plot_count_scatter(evaluation: DetectionEvaluation, path: str | pathlib.Path
     names = list(agreement.classes)
     figure, panels = _count_axes(names)
     colours = outputs.class_colours(names)
-    for index, (axes, name) in enumerate(zip(panels, names)):
+    for axes, name in zip(panels, names):
         annotated, predicted = agreement.counts(name)
         top = max(1.0, float(max(annotated.max(initial=0), predicted.max(initial=0)))) * 1.1 + 0.3
         axes.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="identity: predicted = annotated")
@@ -864,26 +918,29 @@ def plot_count_scatter(evaluation: DetectionEvaluation, path: str | pathlib.Path
         axes.set_ylabel("predicted count per image")
         axes.set_title(f"{name} (n = {values.images})\nMAE {qc.format_value(values.mean_absolute_error)}, "
                        f"r {qc.format_value(values.pearson_r)}", fontsize=9)
-        if index == 0:
-            axes.legend(loc="upper left", fontsize=7)
     if not names:
         panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
+    handles, labels = panels[0].get_legend_handles_labels()
+    if handles:  # below the panels: inside one, it could cover an over-counted image near the top left
+        figure.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False)
     figure.suptitle(f"Predicted vs annotated count per image (score ≥ {agreement.score_threshold:g}; annotated = "
                     "non-difficult boxes)\nmarker area ∝ number of images on the point", fontsize=10)
     return figures.save_figure(figure, path)
 
 
 def _agreement_lines(axes, values: CountStatistics) -> list[float]:
-    """Draw zero, bias and the 95 % limits (when defined), labelled at the right edge; the levels drawn."""
+    """Draw zero, bias and the 95 % limits (when defined); the levels drawn.
+
+    The lines are not labelled on the plot (their values are in the panel title, their meaning in
+    a figure legend): labels at the lines covered each other and the data when levels were close.
+    """
     axes.axhline(0, color="grey", linewidth=0.8)
-    lines = [(values.upper_limit_of_agreement, "--", "bottom", "upper limit"), (values.bias, "-", "bottom", "bias"),
-             (values.lower_limit_of_agreement, "--", "top", "lower limit")]
+    lines = [(values.bias, "-", "bias"), (values.upper_limit_of_agreement, "--", "95 % limits of agreement"),
+             (values.lower_limit_of_agreement, "--", None)]
     drawn = []
-    for level, style, position, label in lines:
+    for level, style, label in lines:
         if math.isfinite(level):
-            axes.axhline(level, color="tab:red", linestyle=style, linewidth=1)
-            axes.annotate(f"{label} {level:+.2f}", xy=(0.99, level), xycoords=("axes fraction", "data"), ha="right",
-                          va=position, fontsize=7, color="tab:red")
+            axes.axhline(level, color="tab:red", linestyle=style, linewidth=1, label=label)
             drawn.append(level)
     return drawn
 
@@ -914,6 +971,9 @@ def plot_bland_altman(evaluation: DetectionEvaluation, path: str | pathlib.Path)
         axes.set_title(f"{name} (n = {values.images})\nbias {qc.format_value(values.bias)}, {limits}", fontsize=9)
     if not names:
         panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
+    handles, labels = panels[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     figure.suptitle(f"Bland–Altman: predicted − annotated count against their mean, per image (score ≥ "
                     f"{agreement.score_threshold:g})\nbias = mean difference; 95 % limits of agreement = bias ± 1.96 SD",
                     fontsize=10)
