@@ -454,6 +454,8 @@ def _plot_objects_per_image(dataset: DetectionDataset, path: pathlib.Path) -> pa
     axes.hist(counts, bins=np.arange(-0.5, highest + 1.5, 1.0), color="tab:gray", edgecolor="white")
     axes.set_xlabel("boxes in the image")
     axes.set_ylabel("images")
+    axes.yaxis.get_major_locator().set_params(integer=True)  # image counts: no "1.5 images"
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_title(f"Boxes per image ({len(counts)} images)")
     return figures.save_figure(figure, path)
 
