@@ -201,7 +201,7 @@ def settings_summary(config: Any) -> str:
 
     The full settings stay in ``config.yaml`` and the reports; this is what the user should check.
     """
-    from helpers import qc  # local: the table layout lives with the other text tables
+    from helpers import tables  # local: the table layout lives with the other text tables
 
     defaults = {item.name: item.default for item in dataclasses.fields(config)}
     preset_changes = [f"{name} {setting_text(value)}" for name, value in type(config).PRESETS[config.preset].items()
@@ -210,7 +210,7 @@ def settings_summary(config: Any) -> str:
     differences = differences_from_preset(config)
     if differences:
         lines.append(f"Settings that differ from the {config.preset} preset:")
-        lines.append(qc.text_table([["setting", "value used", "preset value"]] +
+        lines.append(tables.text_table([["setting", "value used", "preset value"]] +
                                    [[name, setting_text(value), setting_text(preset_value)]
                                     for name, value, preset_value in differences]))
     else:

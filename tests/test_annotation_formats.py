@@ -14,7 +14,7 @@ import pytest
 
 from helpers import annotation_formats, errors, images, voc
 from helpers.detection import dataset as detection_dataset
-from helpers.detection import outputs
+from helpers import prediction_formats
 from helpers.qc import __main__ as qc_main
 from helpers.qc import detection as detection_qc
 
@@ -395,8 +395,8 @@ def test_a_detection_on_a_bbbc041_difficult_cell_is_neither_tp_nor_fp(tmp_path):
     entries = [bbbc041_entry("a.png", [("ring", (2, 2), (12, 12)), ("difficult", (20, 30), (30, 44))])]
     path = _write_json(tmp_path / "test.json", entries)
     ground_truth = detection_qc.load_ground_truth(path)
-    found = [outputs.Detection("a.png", "ring", 0.9, 2, 2, 12, 12),
-             outputs.Detection("a.png", "ring", 0.8, 30, 20, 44, 30)]  # on the difficult cell
+    found = [prediction_formats.Detection("a.png", "ring", 0.9, 2, 2, 12, 12),
+             prediction_formats.Detection("a.png", "ring", 0.8, 30, 20, 44, 30)]  # on the difficult cell
     evaluation = detection_qc.evaluate_detection(ground_truth, found)
     ring = evaluation.per_class["ring"]
     assert (ring["tp"], ring["fp"], ring["fn"]) == (1, 0, 0) and math.isclose(evaluation.map50, 1.0)
@@ -406,7 +406,7 @@ def test_a_detection_on_a_bbbc041_difficult_cell_is_neither_tp_nor_fp(tmp_path):
 def test_qc_command_reads_a_json_ground_truth(tmp_path, capsys):
     path = _write_json(tmp_path / "test.json", coco_file([(1, "a.png")], [(1, 1, [2, 2, 10, 10], 0)]))
     predictions = tmp_path / "predictions.csv"
-    outputs.write_predictions_csv([outputs.Detection("a.png", "RBC", 0.9, 2, 2, 12, 12)], predictions)
+    prediction_formats.write_predictions_csv([prediction_formats.Detection("a.png", "RBC", 0.9, 2, 2, 12, 12)], predictions)
     assert qc_main.main(["detection", "--ground-truth", str(path), "--predictions", str(predictions), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["map50"] == pytest.approx(1.0)
     broken = _write_json(tmp_path / "broken.json", {"licenses": []})

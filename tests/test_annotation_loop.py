@@ -13,7 +13,7 @@ import pytest
 
 from helpers import errors, images, voc
 from helpers.detection import annotation_loop, predict
-from helpers.detection.outputs import Detection
+from helpers.prediction_formats import Detection
 from tests.conftest import shared_dataset
 
 

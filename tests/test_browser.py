@@ -57,7 +57,8 @@ import pathlib, time, types
 import numpy as np
 from helpers import history, images, live_plot, runs, voc
 from helpers.classification import browser as classification_browser, plots as classification_plots
-from helpers.detection import outputs, quality as detection_quality
+from helpers import prediction_formats
+from helpers.detection import quality as detection_quality
 folder = pathlib.Path.cwd() / "data"
 folder.mkdir(exist_ok=True)
 pictures = {}
@@ -97,7 +98,7 @@ classification_widget = classification_browser.browse(classification_result, dra
 
 DETECTION_BROWSER = """
 boxes = {name: [voc.VocObject("cell", 20, 16 + 8 * index, 60, 40 + 8 * index)] for index, name in enumerate(pictures)}
-predictions = [outputs.Detection(name, "cell", 0.9, 22, 18 + 8 * index, 58, 42 + 8 * index)
+predictions = [prediction_formats.Detection(name, "cell", 0.9, 22, 18 + 8 * index, 58, 42 + 8 * index)
                for index, name in enumerate(pictures)]
 detection_result = detection_quality.QualityResult(
     run=run, config=types.SimpleNamespace(score_threshold=0.3), evaluation=None, source="three generated images",

@@ -9,13 +9,13 @@ import itertools
 import numpy as np
 import pytest
 
-from helpers import voc
+from helpers import prediction_formats, voc
 from helpers.detection import outputs
 from helpers.qc import detection
 
 
 def box(image, name, score, corners):
-    return outputs.Detection(image, name, score, *corners)
+    return prediction_formats.Detection(image, name, score, *corners)
 
 
 # One WBC in a.png that the model also called an RBC (IoU 0.81 between the two boxes), one RBC
@@ -25,19 +25,19 @@ DOUBLE_LABELLED = [box("a.png", "WBC", 0.9, (10, 10, 60, 60)), box("a.png", "RBC
 
 
 def test_merge_keeps_the_best_box_of_overlapping_classes_per_image_only():
-    kept = outputs.merge_across_classes(DOUBLE_LABELLED, 0.5)
+    kept = prediction_formats.merge_across_classes(DOUBLE_LABELLED, 0.5)
     assert [(row.filename, row.class_name, row.score) for row in kept] == [
         ("a.png", "WBC", 0.9), ("a.png", "RBC", 0.8), ("b.png", "RBC", 0.7)]
     # above the boxes' IoU (0.81) nothing is merged
-    assert len(outputs.merge_across_classes(DOUBLE_LABELLED, 0.85)) == 4
+    assert len(prediction_formats.merge_across_classes(DOUBLE_LABELLED, 0.85)) == 4
 
 
 def test_counts_count_each_object_once_only_when_asked():
-    every_box = outputs.count_per_image(DOUBLE_LABELLED, ["a.png", "b.png"], ["RBC", "WBC"], 0.3)
-    once = outputs.count_per_image(DOUBLE_LABELLED, ["a.png", "b.png"], ["RBC", "WBC"], 0.3, merge_iou=0.5)
+    every_box = prediction_formats.count_per_image(DOUBLE_LABELLED, ["a.png", "b.png"], ["RBC", "WBC"], 0.3)
+    once = prediction_formats.count_per_image(DOUBLE_LABELLED, ["a.png", "b.png"], ["RBC", "WBC"], 0.3, merge_iou=0.5)
     assert every_box["a.png"] == {"RBC": 2, "WBC": 1} and once["a.png"] == {"RBC": 1, "WBC": 1}
     assert every_box["b.png"] == once["b.png"] == {"RBC": 1, "WBC": 0}
-    assert "counted once" in outputs.count_rule(0.3, 0.5) and "each counted" in outputs.count_rule(0.3, None)
+    assert "counted once" in prediction_formats.count_rule(0.3, 0.5) and "each counted" in prediction_formats.count_rule(0.3, None)
 
 
 def test_qc_reports_count_errors_with_and_without_the_merge():
@@ -46,7 +46,7 @@ def test_qc_reports_count_errors_with_and_without_the_merge():
                     "b.png": voc.VocAnnotation("b.png", 200, 200, 3, [voc.VocObject("RBC", 12, 12, 57, 57)])}
     evaluation = detection.evaluate_detection(ground_truth, DOUBLE_LABELLED, score_threshold=0.3)
     counts = evaluation.count_agreement
-    assert counts.merge_iou == outputs.COUNT_MERGE_IOU
+    assert counts.merge_iou == prediction_formats.COUNT_MERGE_IOU
     assert counts.each_object_once == {"iou_threshold": 0.5, "total_mae_without_merge": 0.5,
                                        "total_mae_with_merge": 0.0, "summed_class_mae_without_merge": 0.5,
                                        "summed_class_mae_with_merge": 0.0, "boxes_merged": 1}

@@ -150,12 +150,12 @@ def test_exported_model_takes_images_of_any_size(trained):
 
 def test_predict_folder_writes_csv_voc_coco_and_overlays(trained, dataset, tmp_path):
     from helpers import voc
-    from helpers.detection import outputs
+    from helpers import prediction_formats
 
     result = predict.predict_folder(trained["run"].root, dataset.images_dir, tmp_path / "results", progress=False,
                                     score_threshold=0.0)
     assert result.images == len(dataset.items)
-    rows = outputs.read_predictions_csv(result.csv_path)
+    rows = prediction_formats.read_predictions_csv(result.csv_path)
     assert len(rows) == len(result.detections)
     assert len(list((tmp_path / "results" / "voc").glob("*.xml"))) == len(dataset.items)
     for path in (tmp_path / "results" / "voc").glob("*.xml"):

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import demo, history, voc
 from helpers.detection import demo_data
-from helpers.detection import outputs
+from helpers import prediction_formats
 from tests import notebook_outputs
 from tests.conftest import REPOSITORY_ROOT, SHARED_DATA
 
@@ -88,7 +88,7 @@ def test_predictions_parse_with_our_readers(executed):
     prediction_dirs = sorted((executed["run"] / "predictions").iterdir())
     assert prediction_dirs, "section 6 wrote no predictions folder"
     latest = prediction_dirs[-1]
-    rows = outputs.read_predictions_csv(latest / "predictions.csv")
+    rows = prediction_formats.read_predictions_csv(latest / "predictions.csv")
     xml_files = sorted((latest / "voc").glob("*.xml"))
     assert len(xml_files) == len(list((executed["test"] / "images").iterdir()))
     for path in xml_files:
@@ -105,11 +105,11 @@ def test_counts_csv_has_one_row_per_image_with_the_threshold(executed):
         table = list(csv.DictReader(handle))
     assert sorted(row["filename"] for row in table) == sorted(path.name for path in (executed["test"] / "images").iterdir())
     assert len({row["score_threshold"] for row in table}) == 1
-    detections = outputs.read_predictions_csv(latest / "predictions.csv")
+    detections = prediction_formats.read_predictions_csv(latest / "predictions.csv")
     settings = json.loads((latest / "prediction_settings.json").read_text(encoding="utf-8"))
     assert settings["count_each_object_once"] is True and "counted once" in settings["count_rule"]
     # predictions.csv keeps every box; counts.csv counts each object once
-    merged = outputs.merge_across_classes(detections, settings["count_merge_iou"])
+    merged = prediction_formats.merge_across_classes(detections, settings["count_merge_iou"])
     assert sum(int(row["total"]) for row in table) == len(merged) <= len(detections)
 
 

@@ -334,10 +334,11 @@ def test_object_size_ratio_changes_the_scale_used():
 
 
 def test_overlays_of_huge_images_are_downscaled_for_display():
-    from helpers.detection import outputs, predict
+    from helpers import prediction_formats
+    from helpers.detection import predict
 
     source = tiling.ArraySource(np.zeros((3000, 5000, 3), np.uint8))
-    box = outputs.Detection(filename="a.png", class_name="cell", score=0.9, xmin=4000, ymin=2000, xmax=4400, ymax=2400)
+    box = prediction_formats.Detection(filename="a.png", class_name="cell", score=0.9, xmin=4000, ymin=2000, xmax=4400, ymax=2400)
     overlay = predict._overlay(source, [box], {"cell": (255, 0, 0)})
     assert overlay.shape == (1229, 2048, 3)
     factor = 2048 / 5000

@@ -22,8 +22,6 @@ GRADING_EXTENSION_POINTS = {
 # Shared modules that may import a task module, and why.
 SHARED_TO_TASK = {
     ("helpers.demo", "helpers.detection.demo_data"): "`make demo` runs the detection notebook on synthetic data",
-    ("helpers.qc.detection", "helpers.detection.outputs"): "detection QC scores the detection output format",
-    ("helpers.qc.__main__", "helpers.detection.outputs"): "`python -m helpers.qc detection` reads predictions.csv",
 }
 
 

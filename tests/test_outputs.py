@@ -10,35 +10,35 @@ import numpy as np
 import pytest
 from pycocotools import coco
 
-from helpers import errors, voc
+from helpers import errors, figures, prediction_formats, voc
 from helpers.detection import outputs
 
 DETECTIONS = [
-    outputs.Detection("Blutausstrich_ü 1.png", "Erythrozyt", 0.98765, 10.126, 20.5, 110.0, 80.994),
-    outputs.Detection("Blutausstrich_ü 1.png", "Thrombozyt, µ \"klein\"", 0.5, 0.0, 0.0, 5.25, 7.5),
-    outputs.Detection("細胞.jpg", "白血球", 0.12345, 300.333, 40.0, 420.777, 140.0),
+    prediction_formats.Detection("Blutausstrich_ü 1.png", "Erythrozyt", 0.98765, 10.126, 20.5, 110.0, 80.994),
+    prediction_formats.Detection("Blutausstrich_ü 1.png", "Thrombozyt, µ \"klein\"", 0.5, 0.0, 0.0, 5.25, 7.5),
+    prediction_formats.Detection("細胞.jpg", "白血球", 0.12345, 300.333, 40.0, 420.777, 140.0),
 ]
 
 
 def rounded(detection):
-    return outputs.Detection(detection.filename, detection.class_name, round(detection.score, 4),
+    return prediction_formats.Detection(detection.filename, detection.class_name, round(detection.score, 4),
                              *(round(getattr(detection, name), 2) for name in ("xmin", "ymin", "xmax", "ymax")))
 
 
 def test_csv_round_trip_with_unicode_and_quoting(tmp_path):
-    path = outputs.write_predictions_csv(DETECTIONS, tmp_path / "sub" / "predictions.csv")
+    path = prediction_formats.write_predictions_csv(DETECTIONS, tmp_path / "sub" / "predictions.csv")
     text = path.read_bytes().decode("utf-8")
-    assert text.splitlines()[0] == ",".join(outputs.PREDICTION_COLUMNS)
+    assert text.splitlines()[0] == ",".join(prediction_formats.PREDICTION_COLUMNS)
     assert "0.9877,10.13,20.50,110.00,80.99" in text  # 4-decimal scores, 2-decimal coordinates
-    assert outputs.read_predictions_csv(path) == [rounded(detection) for detection in DETECTIONS]
+    assert prediction_formats.read_predictions_csv(path) == [rounded(detection) for detection in DETECTIONS]
 
 
 def test_csv_from_another_tool_bom_extra_and_reordered_columns(tmp_path):
     path = tmp_path / "other.csv"
     path.write_bytes("\ufeffxmin,ymin,xmax,ymax,score,class,filename,model\n"
                      "1,2,3,4,0.5,RBC,a.png,yolo\n\n5.5,6,7,8,0.25,WBC, b.png ,yolo\n".encode("utf-8"))
-    assert outputs.read_predictions_csv(path) == [outputs.Detection("a.png", "RBC", 0.5, 1, 2, 3, 4),
-                                                  outputs.Detection("b.png", "WBC", 0.25, 5.5, 6, 7, 8)]
+    assert prediction_formats.read_predictions_csv(path) == [prediction_formats.Detection("a.png", "RBC", 0.5, 1, 2, 3, 4),
+                                                  prediction_formats.Detection("b.png", "WBC", 0.25, 5.5, 6, 7, 8)]
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -55,7 +55,7 @@ def test_bad_csv_is_rejected_with_file_and_line(tmp_path, content, expected):
     path = tmp_path / "bad.csv"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(errors.DatasetError, match=expected) as caught:
-        outputs.read_predictions_csv(path)
+        prediction_formats.read_predictions_csv(path)
     assert str(path) in str(caught.value)
 
 
@@ -63,17 +63,17 @@ def test_csv_that_is_not_utf8_or_missing(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("filename,class,score,xmin,ymin,xmax,ymax\nä.png,A,0.5,1,2,3,4\n".encode("latin-1"))
     with pytest.raises(errors.DatasetError, match="UTF-8"):
-        outputs.read_predictions_csv(path)
+        prediction_formats.read_predictions_csv(path)
     with pytest.raises(errors.DatasetError, match="not found"):
-        outputs.read_predictions_csv(tmp_path / "absent.csv")
+        prediction_formats.read_predictions_csv(tmp_path / "absent.csv")
 
 
 def test_voc_predictions_round_trip_and_labelimg_layout(tmp_path):
     of_one_image = DETECTIONS[:2]
-    path = outputs.write_voc_predictions(of_one_image, "Blutausstrich_ü 1.png", 640, 480, tmp_path / "a.xml")
+    path = prediction_formats.write_voc_predictions(of_one_image, "Blutausstrich_ü 1.png", 640, 480, tmp_path / "a.xml")
     annotation = voc.read_voc(path)
     assert (annotation.filename, annotation.width, annotation.height) == ("Blutausstrich_ü 1.png", 640, 480)
-    read_back = [outputs.Detection(annotation.filename, obj.name, obj.score, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+    read_back = [prediction_formats.Detection(annotation.filename, obj.name, obj.score, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
                  for obj in annotation.objects]
     assert read_back == [rounded(detection) for detection in of_one_image]
     # LabelImg reads size/width, object/name and bndbox/xmin...; int(float(text)) must work on each coordinate.
@@ -86,7 +86,7 @@ def test_voc_predictions_round_trip_and_labelimg_layout(tmp_path):
 def test_coco_results_round_trip_through_pycocotools(tmp_path):
     image_ids = {"Blutausstrich_ü 1.png": 7, "細胞.jpg": 9}
     category_ids = {"Erythrozyt": 1, "Thrombozyt, µ \"klein\"": 2, "白血球": 3}
-    path = outputs.write_coco_results(DETECTIONS, tmp_path / "results.json", image_ids, category_ids)
+    path = prediction_formats.write_coco_results(DETECTIONS, tmp_path / "results.json", image_ids, category_ids)
     results = json.loads(path.read_text(encoding="utf-8"))
     assert results[0] == {"image_id": 7, "category_id": 1, "bbox": [10.126, 20.5, 110.0 - 10.126, 80.994 - 20.5],
                           "score": 0.98765}
@@ -98,28 +98,28 @@ def test_coco_results_round_trip_through_pycocotools(tmp_path):
         loaded = truth.loadRes(str(path))
     assert len(loaded.getAnnIds(imgIds=[9])) == 1 and loaded.anns[3]["area"] == pytest.approx(120.444 * 100)
     with pytest.raises(errors.DatasetError, match="Thrombozyt"):
-        outputs.write_coco_results(DETECTIONS, tmp_path / "bad.json", image_ids, {"Erythrozyt": 1})
+        prediction_formats.write_coco_results(DETECTIONS, tmp_path / "bad.json", image_ids, {"Erythrozyt": 1})
 
 
 def test_class_colours_are_distinct_and_stable():
     names = [f"class {index}" for index in range(25)]
-    colours = outputs.class_colours(names)
+    colours = figures.class_colours(names)
     assert len(set(colours.values())) == 25
-    assert colours == outputs.class_colours(names)
-    assert outputs.class_colours(["A", "B"])["A"] == (31, 119, 180)  # tab10 blue, as the doctor's plots
+    assert colours == figures.class_colours(names)
+    assert figures.class_colours(["A", "B"])["A"] == (31, 119, 180)  # tab10 blue, as the doctor's plots
     assert all(all(0 <= channel <= 255 for channel in colour) for colour in colours.values())
 
 
 def test_draw_boxes_returns_a_copy_with_coloured_boxes():
     image = np.full((100, 120, 3), 255, dtype=np.uint8)
-    boxes = [outputs.Detection("x.png", "Zelle ä", 0.9, 10, 40, 60, 90),
+    boxes = [prediction_formats.Detection("x.png", "Zelle ä", 0.9, 10, 40, 60, 90),
              voc.VocObject("白血球", 70, 50, 110, 95)]  # ground truth: no score
     drawn = outputs.draw_boxes(image, boxes, colours={"Zelle ä": (255, 0, 0)})
     assert drawn.shape == image.shape and drawn.dtype == np.uint8
     assert (image == 255).all()  # the input is untouched
     assert tuple(drawn[70, 10]) == (255, 0, 0)  # left edge of the first box, mid-height
     # a class without a colour given gets its colour among the sorted class names drawn
-    assert tuple(drawn[80, 110]) == outputs.class_colours(["Zelle ä", "白血球"])["白血球"]
+    assert tuple(drawn[80, 110]) == figures.class_colours(["Zelle ä", "白血球"])["白血球"]
     assert (drawn[30:40, 10:40] != 255).any()  # a label above the first box
     gray = outputs.draw_boxes(np.zeros((50, 50), dtype=np.uint8), [])
     assert gray.shape == (50, 50, 3)
@@ -137,23 +137,23 @@ def test_save_overlay_and_side_by_side(tmp_path):
 
 
 def test_count_per_image_at_a_threshold_and_counts_csv(tmp_path):
-    detections = [outputs.Detection("a.png", "RBC", 0.9, 0, 0, 5, 5), outputs.Detection("a.png", "RBC", 0.3, 0, 0, 5, 5),
-                  outputs.Detection("a.png", "RBC", 0.29, 0, 0, 5, 5), outputs.Detection("b.png", "WBC", 0.5, 0, 0, 5, 5),
-                  outputs.Detection("b.png", "débris", 0.7, 0, 0, 5, 5), outputs.Detection("b.png", "Zelle", 0.1, 0, 0, 5, 5)]
-    counts = outputs.count_per_image(detections, ["b.png", "a.png", "leer.png"], ["WBC", "RBC"], 0.3)
+    detections = [prediction_formats.Detection("a.png", "RBC", 0.9, 0, 0, 5, 5), prediction_formats.Detection("a.png", "RBC", 0.3, 0, 0, 5, 5),
+                  prediction_formats.Detection("a.png", "RBC", 0.29, 0, 0, 5, 5), prediction_formats.Detection("b.png", "WBC", 0.5, 0, 0, 5, 5),
+                  prediction_formats.Detection("b.png", "débris", 0.7, 0, 0, 5, 5), prediction_formats.Detection("b.png", "Zelle", 0.1, 0, 0, 5, 5)]
+    counts = prediction_formats.count_per_image(detections, ["b.png", "a.png", "leer.png"], ["WBC", "RBC"], 0.3)
     # the threshold is inclusive; a class outside the list is appended; below-threshold classes add no column
     assert counts == {"b.png": {"WBC": 1, "RBC": 0, "débris": 1}, "a.png": {"WBC": 0, "RBC": 2, "débris": 0},
                       "leer.png": {"WBC": 0, "RBC": 0, "débris": 0}}
-    path = outputs.write_counts_csv(counts, tmp_path / "counts.csv", 0.3)
+    path = prediction_formats.write_counts_csv(counts, tmp_path / "counts.csv", 0.3)
     assert path.read_text(encoding="utf-8").splitlines() == [
         "filename,WBC,RBC,débris,total,score_threshold", "b.png,1,0,1,2,0.3", "a.png,0,2,0,2,0.3",
         "leer.png,0,0,0,0,0.3"]
-    empty = outputs.write_counts_csv({}, tmp_path / "empty.csv", 0.5, classes=["RBC"])
+    empty = prediction_formats.write_counts_csv({}, tmp_path / "empty.csv", 0.5, classes=["RBC"])
     assert empty.read_text(encoding="utf-8").splitlines() == ["filename,RBC,total,score_threshold"]
 
 
 def test_counts_errors_name_the_image_or_the_clashing_class(tmp_path):
     with pytest.raises(errors.DatasetError, match="fremd.png"):
-        outputs.count_per_image([outputs.Detection("fremd.png", "RBC", 0.9, 0, 0, 5, 5)], ["a.png"], ["RBC"], 0.3)
+        prediction_formats.count_per_image([prediction_formats.Detection("fremd.png", "RBC", 0.9, 0, 0, 5, 5)], ["a.png"], ["RBC"], 0.3)
     with pytest.raises(errors.DatasetError, match="total"):
-        outputs.write_counts_csv({"a.png": {"total": 1}}, tmp_path / "counts.csv", 0.3)
+        prediction_formats.write_counts_csv({"a.png": {"total": 1}}, tmp_path / "counts.csv", 0.3)

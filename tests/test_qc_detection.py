@@ -15,7 +15,7 @@ from pycocotools import coco, cocoeval
 
 from helpers import errors, voc
 from helpers.detection import dataset as detection_dataset
-from helpers.detection import outputs
+from helpers import prediction_formats
 from helpers.qc import detection
 from tests.conftest import REPOSITORY_ROOT, shared_dataset
 
@@ -31,7 +31,7 @@ def annotation(filename, objects, size=(200, 150)):
 
 
 def detection_of(filename, name, score, xmin, ymin, xmax, ymax):
-    return outputs.Detection(filename, name, float(score), float(xmin), float(ymin), float(xmax), float(ymax))
+    return prediction_formats.Detection(filename, name, float(score), float(xmin), float(ymin), float(xmax), float(ymax))
 
 
 # ---------------------------------------------------------------- generated cases
@@ -288,13 +288,13 @@ def test_command_json_equals_the_function(tmp_path):
     ground_truth, predictions = generated_case(2)
     annotations_dir = tmp_path / "annotations"
     write_ground_truth_folder(annotations_dir, ground_truth)
-    csv_path = outputs.write_predictions_csv(predictions, tmp_path / "predictions.csv")
+    csv_path = prediction_formats.write_predictions_csv(predictions, tmp_path / "predictions.csv")
     completed = run_command("detection", "--ground-truth", str(annotations_dir), "--predictions", str(csv_path),
                             "--score-threshold", "0.4", "--iou-threshold", "0.6", "--json")
     assert completed.returncode == 0, completed.stderr
     printed = json.loads(completed.stdout)  # the whole of stdout is one JSON object
     expected = detection.evaluate_detection(detection.load_ground_truth(annotations_dir),
-                                            outputs.read_predictions_csv(csv_path), score_threshold=0.4,
+                                            prediction_formats.read_predictions_csv(csv_path), score_threshold=0.4,
                                             iou_threshold=0.6).to_json_dict()
     assert printed == expected
     assert printed["thresholds"]["iou_threshold"] == 0.6 and "débris" in printed["per_class"]
@@ -303,13 +303,13 @@ def test_command_json_equals_the_function(tmp_path):
 def test_command_table_and_user_error(tmp_path):
     ground_truth, predictions = generated_case(2)
     write_ground_truth_folder(tmp_path / "annotations", ground_truth)
-    csv_path = outputs.write_predictions_csv(predictions + [detection_of("fremd.png", "A", 0.5, 0, 0, 9, 9)],
+    csv_path = prediction_formats.write_predictions_csv(predictions + [detection_of("fremd.png", "A", 0.5, 0, 0, 9, 9)],
                                              tmp_path / "predictions.csv")
     failed = run_command("detection", "--ground-truth", str(tmp_path / "annotations"), "--predictions", str(csv_path),
                          "--json")
     assert failed.returncode == 2 and failed.stdout == ""
     assert len(failed.stderr.strip().splitlines()) == 1 and "fremd.png" in failed.stderr
-    outputs.write_predictions_csv(predictions, csv_path)
+    prediction_formats.write_predictions_csv(predictions, csv_path)
     table = run_command("detection", "--ground-truth", str(tmp_path / "annotations"), "--predictions", str(csv_path))
     assert table.returncode == 0 and "mAP50-95" in table.stdout and "IoU >= 0.5" in table.stdout
 
@@ -339,7 +339,7 @@ def test_bccd_ground_truth_against_itself_gives_map_one(tmp_path):
     assert evaluation.classes == ["Platelets", "RBC", "WBC"]
     # The command on the whole folder: zero-area boxes are left out of the ground truth, so it is 1.0 too.
     loaded = detection.load_ground_truth(bccd / "Annotations")
-    csv_path = outputs.write_predictions_csv(
+    csv_path = prediction_formats.write_predictions_csv(
         [detection_of(name, obj.name, 1.0, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
          for name, item in loaded.items() for obj in item.objects], tmp_path / "predictions.csv")
     completed = run_command("detection", "--ground-truth", str(bccd / "Annotations"), "--predictions", str(csv_path),
@@ -424,7 +424,7 @@ def test_count_agreement_on_hand_made_detections():
 def test_count_agreement_in_json_and_text_of_the_command(tmp_path):
     ground_truth, predictions = count_case()
     write_ground_truth_folder(tmp_path / "annotations", ground_truth)
-    csv_path = outputs.write_predictions_csv(predictions, tmp_path / "predictions.csv")
+    csv_path = prediction_formats.write_predictions_csv(predictions, tmp_path / "predictions.csv")
     arguments = ("detection", "--ground-truth", str(tmp_path / "annotations"), "--predictions", str(csv_path))
     completed = run_command(*arguments, "--json")
     assert completed.returncode == 0, completed.stderr
@@ -501,7 +501,7 @@ def test_a_dense_field_of_view_is_not_capped_at_cocos_100_detections():
     cells = [voc.VocObject("cell", 20.0 * column, 20.0 * row, 20.0 * column + 15, 20.0 * row + 15)
              for row in range(10) for column in range(15)]
     ground_truth = {"field.png": voc.VocAnnotation(filename="field.png", width=300, height=200, depth=3, objects=cells)}
-    predictions = [outputs.Detection("field.png", "cell", 0.9 - index * 0.001, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+    predictions = [prediction_formats.Detection("field.png", "cell", 0.9 - index * 0.001, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
                    for index, obj in enumerate(cells)]
     assert detection.default_max_detections(ground_truth) == 300
     evaluation = detection.evaluate_detection(ground_truth, predictions)

@@ -17,7 +17,8 @@ from helpers import history, run_report, runs
 from helpers.classification import reports as classification_reports
 from helpers.classification.config import ClassificationConfig
 from helpers.detection import dataset as detection_dataset
-from helpers.detection import demo_data, outputs, quality
+from helpers import prediction_formats
+from helpers.detection import demo_data, quality
 from helpers.detection import reports as detection_reports
 from helpers.detection import train as detection_train
 from helpers.detection.config import DetectionConfig
@@ -59,7 +60,7 @@ def detection_result(run, config, dataset, trained_classes):
     ground_truth = {item.image_path.name: dataclasses.replace(item.annotation, filename=item.image_path.name,
                                                               objects=dataset.usable_objects(item))
                     for item in dataset.items}
-    predictions = [outputs.Detection(name, obj.name, 0.9, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+    predictions = [prediction_formats.Detection(name, obj.name, 0.9, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
                    for name, annotation in ground_truth.items() for obj in annotation.objects
                    if obj.name in trained_classes]
     evaluation = detection_qc.evaluate_detection(ground_truth, predictions, classes=trained_classes,

@@ -11,7 +11,7 @@ import pathlib
 import time
 from typing import Any, Sequence
 
-from helpers import errors, history, qc, run_report
+from helpers import errors, history, run_report, tables
 from helpers.classification import augmentation, backbones, train
 
 REFERENCES = (
@@ -97,7 +97,7 @@ def qc_answer(result: Any) -> list[str]:
     images = evaluation.number_of_images
     chance = 1 / max(1, len(evaluation.classes))
     return [f"{correct} of {images} test images correct ({100 * correct / max(1, images):.0f} %); balanced accuracy "
-            f"{qc.format_value(evaluation.balanced_accuracy)} (chance level {chance:.2f}).",
+            f"{tables.format_value(evaluation.balanced_accuracy)} (chance level {chance:.2f}).",
             most_confused(evaluation.classes, matrix) + f" Images: {result.source}."]
 
 
@@ -263,16 +263,16 @@ def qc_report(result: Any) -> pathlib.Path:
     document.paragraph(f"The exported model classified {evaluation.number_of_images} images: {result.source}. "
                        f"The predicted class is the one with the highest score; figures come from scikit-learn [6]. "
                        f"The glossary at the end says what each figure means.")
-    document.key_value_table([("Accuracy", qc.format_value(evaluation.accuracy)),
-                              ("Balanced accuracy", qc.format_value(evaluation.balanced_accuracy)),
-                              ("Macro F1", qc.format_value(evaluation.macro_f1)), ("Weighted F1", qc.format_value(evaluation.weighted_f1)),
-                              ("Macro precision / recall", f"{qc.format_value(evaluation.macro_precision)} / "
-                                                           f"{qc.format_value(evaluation.macro_recall)}"),
-                              ("ROC AUC (one-vs-rest, macro)", qc.format_value(evaluation.roc_auc_ovr))])
+    document.key_value_table([("Accuracy", tables.format_value(evaluation.accuracy)),
+                              ("Balanced accuracy", tables.format_value(evaluation.balanced_accuracy)),
+                              ("Macro F1", tables.format_value(evaluation.macro_f1)), ("Weighted F1", tables.format_value(evaluation.weighted_f1)),
+                              ("Macro precision / recall", f"{tables.format_value(evaluation.macro_precision)} / "
+                                                           f"{tables.format_value(evaluation.macro_recall)}"),
+                              ("ROC AUC (one-vs-rest, macro)", tables.format_value(evaluation.roc_auc_ovr))])
     document.heading("Per class")
     document.table(["class", "precision", "recall", "F1", "support", "ROC AUC"],
-                   [[name, qc.format_value(values["precision"]), qc.format_value(values["recall"]), qc.format_value(values["f1"]),
-                     str(values["support"]), qc.format_value(values["roc_auc"])] for name, values in evaluation.per_class.items()])
+                   [[name, tables.format_value(values["precision"]), tables.format_value(values["recall"]), tables.format_value(values["f1"]),
+                     str(values["support"]), tables.format_value(values["roc_auc"])] for name, values in evaluation.per_class.items()])
     for name in ("confusion_matrix", "roc_curves", "mistakes"):
         document.figure(result.plots[name], width_mm=160)
     document.heading("Grad-CAM: where the model looked")

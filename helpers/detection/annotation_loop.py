@@ -47,9 +47,8 @@ import math
 import pathlib
 from typing import Mapping, Sequence
 
-from helpers import display, errors, figures, images, qc
+from helpers import display, errors, figures, images, prediction_formats, tables
 from helpers import split as split_module
-from helpers.detection import outputs
 from helpers.detection.predict import CANDIDATE_SCORE_FLOOR
 
 ANNOTATE_NEXT_CSV = "annotate_next.csv"
@@ -86,7 +85,7 @@ def detection_uncertainty(score: float) -> float:
     return min(score, 1.0 - score)
 
 
-def image_uncertainty(image: str, candidates: Sequence[outputs.Detection], score_threshold: float) -> ImageUncertainty:
+def image_uncertainty(image: str, candidates: Sequence[prediction_formats.Detection], score_threshold: float) -> ImageUncertainty:
     """The uncertainty of one image from all the detections the model reported for it.
 
     Args:
@@ -102,7 +101,7 @@ def image_uncertainty(image: str, candidates: Sequence[outputs.Detection], score
                             middling=sum(low <= score <= high for score in scores))
 
 
-def rank_images(candidates: Mapping[str, Sequence[outputs.Detection]], score_threshold: float) -> list[ImageUncertainty]:
+def rank_images(candidates: Mapping[str, Sequence[prediction_formats.Detection]], score_threshold: float) -> list[ImageUncertainty]:
     """Every image, most uncertain first.
 
     Args:
@@ -250,7 +249,7 @@ def _require_new(paths: Sequence[pathlib.Path]) -> None:
                                      "(Predict) again for a new results folder; earlier results are never overwritten.")
 
 
-def write_pre_annotations(ranking: Sequence[ImageUncertainty], candidates: Mapping[str, Sequence[outputs.Detection]],
+def write_pre_annotations(ranking: Sequence[ImageUncertainty], candidates: Mapping[str, Sequence[prediction_formats.Detection]],
                           image_sizes: Mapping[str, tuple[int, int]], score_threshold: float,
                           folder: str | pathlib.Path) -> dict[str, pathlib.Path]:
     """Write one VOC file (boxes with score >= threshold, class names, no scores) per image of ``ranking``.
@@ -271,7 +270,7 @@ def write_pre_annotations(ranking: Sequence[ImageUncertainty], candidates: Mappi
     for image, path in paths.items():
         width, height = image_sizes[image]
         boxes = [detection for detection in candidates[image] if detection.score >= score_threshold]
-        outputs.write_voc_predictions(boxes, image, width, height, path, with_scores=False)
+        prediction_formats.write_voc_predictions(boxes, image, width, height, path, with_scores=False)
     return paths
 
 
@@ -356,7 +355,7 @@ class AnnotationQueue:
         print(f"{len(self.pre_annotations)} of {len(self.ranking)} images pre-annotated in "
               f"{self.output_dir / PRE_ANNOTATIONS} (boxes with score ≥ {self.score_threshold}); full ranking in "
               f"{self.csv_path}.")
-        print(qc.text_table(self.table_rows(rows)))
+        print(tables.text_table(self.table_rows(rows)))
         if self.figure_path is not None:
             display.show_image(self.figure_path)
 

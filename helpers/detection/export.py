@@ -188,7 +188,7 @@ class ExportedDetector:
                 resized by scale / ratio.
 
         Returns:
-            ``helpers.detection.outputs.Detection`` list, boxes in the image's own pixels, best first.
+            ``helpers.prediction_formats.Detection`` list, boxes in the image's own pixels, best first.
         """
         from helpers.detection import tiling
 
@@ -245,20 +245,20 @@ class ExportedDetector:
         return preprocess.remove_background_otsu(pixels) if self.remove_background else pixels
 
     def _detection(self, filename: str, class_id: int, score: float, box: np.ndarray):
-        from helpers.detection import outputs
+        from helpers import prediction_formats
 
-        return outputs.Detection(filename=filename, class_name=self.class_names[int(class_id) - 1], score=float(score),
+        return prediction_formats.Detection(filename=filename, class_name=self.class_names[int(class_id) - 1], score=float(score),
                                  xmin=float(box[0]), ymin=float(box[1]), xmax=float(box[2]), ymax=float(box[3]))
 
     def _detect_whole(self, pixels: np.ndarray, threshold: float, filename: str) -> list:
         """The format-1 path: the whole image shrunk into one window by ``serving_default``."""
-        from helpers.detection import outputs
+        from helpers import prediction_formats
 
         result = self._signature(image=tf.convert_to_tensor(self._preprocess(pixels)))
         detections = []
         for box, score, name in zip(result["boxes"].numpy(), result["scores"].numpy(), result["class_names"].numpy()):
             if score >= threshold:
-                detections.append(outputs.Detection(filename=filename, class_name=name.decode("utf-8"),
+                detections.append(prediction_formats.Detection(filename=filename, class_name=name.decode("utf-8"),
                                                     score=float(score), xmin=float(box[0]), ymin=float(box[1]),
                                                     xmax=float(box[2]), ymax=float(box[3])))
         return sorted(detections, key=lambda detection: -detection.score)

@@ -89,9 +89,9 @@ def to_detections(outputs: dict, image_infos, class_names: Sequence[str], score_
         filenames: image file names for the ``Detection.filename`` field ("" when None).
 
     Returns:
-        One list per image of ``helpers.detection.outputs.Detection``, highest score first.
+        One list per image of ``helpers.prediction_formats.Detection``, highest score first.
     """
-    from helpers.detection import outputs as outputs_module
+    from helpers import prediction_formats
 
     image_infos = np.asarray(image_infos, dtype=np.float32)
     boxes = np.asarray(outputs["detection_boxes"], dtype=np.float32)
@@ -110,7 +110,7 @@ def to_detections(outputs: dict, image_infos, class_names: Sequence[str], score_
         for (ymin, xmin, ymax, xmax), score, class_id in zip(pixels, scores[index], classes[index]):
             if score < score_threshold or not 1 <= class_id <= len(class_names):
                 continue  # id 0 is the background; ids beyond N cannot come from our model
-            image_detections.append(outputs_module.Detection(
+            image_detections.append(prediction_formats.Detection(
                 filename=name, class_name=class_names[class_id - 1], score=float(score),
                 xmin=float(xmin), ymin=float(ymin), xmax=float(xmax), ymax=float(ymax)))
         results.append(sorted(image_detections, key=lambda detection: -detection.score))

@@ -43,7 +43,7 @@ import json
 import pathlib
 from typing import Any
 
-from helpers import display, errors, images
+from helpers import display, errors, figures, images, prediction_formats
 from helpers import progress as progress_module
 
 # The lowest score the model's detection generator reports (``helpers.detection.model``'s
@@ -72,7 +72,7 @@ class PredictionResult:
         image_sizes: image file name -> (width, height) in pixels.
         object_size_ratio: how much larger objects are than in the training images (1 = as large).
         settings_path: ``prediction_settings.json``.
-        count_rule: the sentence saying what counts.csv counts (``outputs.count_rule``).
+        count_rule: the sentence saying what counts.csv counts (``prediction_formats.count_rule``).
         source: the images folder predicted.
         run_root: the run folder of the model (the annotation loop reads its test and training images).
     """
@@ -124,13 +124,13 @@ class PredictionResult:
 
     def show_counts(self, rows: int = 10) -> None:
         """Print the first ``rows`` rows of counts.csv (detections per image and class) with the threshold."""
-        from helpers import qc
+        from helpers import tables
 
         table = self.count_rows()
         print(f"Detections per image and class with score ≥ {self.score_threshold} ({self.counts_path}):")
         if self.count_rule:
             print(self.count_rule)
-        print(qc.text_table(table[:rows + 1]))
+        print(tables.text_table(table[:rows + 1]))
         if len(table) - 1 > rows:
             print(f"... {len(table) - 1 - rows} more image(s) in counts.csv")
 
@@ -185,7 +185,7 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     Returns:
         The ``PredictionResult``.
     """
-    from helpers.detection import export, outputs, tiling
+    from helpers.detection import export, tiling
 
     source, output_dir = pathlib.Path(source), pathlib.Path(output_dir)
     try:
@@ -204,7 +204,7 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     threshold = detector.score_threshold if score_threshold is None else score_threshold
     for subfolder in ("voc", "overlays"):
         (output_dir / subfolder).mkdir(parents=True, exist_ok=True)
-    colours = outputs.class_colours(detector.class_names)
+    colours = figures.class_colours(detector.class_names)
     detections, unreadable, overlays, image_ids, candidates, sizes, windows = [], [], {}, {}, {}, {}, {}
     for path in progress_module.bar(paths, "Predicting", enabled=progress):
         try:
@@ -221,15 +221,15 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
         sizes[path.name] = (int(width), int(height))
         if detector.pixel_scale is not None:
             windows[path.name] = detector.pixel_scale.windows_for(width, height, object_size_ratio)
-        outputs.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
+        prediction_formats.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
         overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png",
                                                  _overlay(pixels, found, colours))
-    csv_path = outputs.write_predictions_csv(detections, output_dir / "predictions.csv")
+    csv_path = prediction_formats.write_predictions_csv(detections, output_dir / "predictions.csv")
     merge_iou = detector.nms_iou_threshold if count_each_object_once else None
-    counts = outputs.count_per_image(detections, image_ids, detector.class_names, threshold, merge_iou=merge_iou)
-    counts_path = outputs.write_counts_csv(counts, output_dir / "counts.csv", threshold, detector.class_names)
+    counts = prediction_formats.count_per_image(detections, image_ids, detector.class_names, threshold, merge_iou=merge_iou)
+    counts_path = prediction_formats.write_counts_csv(counts, output_dir / "counts.csv", threshold, detector.class_names)
     category_ids = {name: index + 1 for index, name in enumerate(detector.class_names)}
-    coco_path = outputs.write_coco_results(detections, output_dir / "coco_results.json", image_ids, category_ids)
+    coco_path = prediction_formats.write_coco_results(detections, output_dir / "coco_results.json", image_ids, category_ids)
     _write_json(output_dir / "coco_images.json", [{"id": number, "file_name": name} for name, number in image_ids.items()])
     _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
     sentence = _scale_sentence(detector, object_size_ratio)
@@ -238,13 +238,13 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
         "model_pixel_scale": detector.pixel_scale.to_dict() if detector.pixel_scale else None,
         "pixel_scale_used": detector.pixel_scale.scale / object_size_ratio if detector.pixel_scale else None,
         "windows_per_image": windows, "note": sentence, "count_each_object_once": bool(count_each_object_once),
-        "count_merge_iou": merge_iou, "count_rule": outputs.count_rule(threshold, merge_iou)})
+        "count_merge_iou": merge_iou, "count_rule": prediction_formats.count_rule(threshold, merge_iou)})
     return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
                             csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold,
                             counts_path=counts_path, counts=counts, candidates=candidates, image_sizes=sizes,
                             object_size_ratio=object_size_ratio, settings_path=settings_path, scale_sentence=sentence,
                             source=source, run_root=pathlib.Path(run_root),
-                            count_rule=outputs.count_rule(threshold, merge_iou))
+                            count_rule=prediction_formats.count_rule(threshold, merge_iou))
 
 
 def _scale_sentence(detector, object_size_ratio: float) -> str:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from helpers import config as config_module
-from helpers import display, errors, images, qc, runs, voc, workflow
+from helpers import display, errors, images, prediction_formats, runs, tables, voc, workflow
 from helpers import progress as progress_module
 from helpers import split as split_module
 from helpers.detection import dataset as dataset_module
@@ -59,7 +59,7 @@ class QualityResult:
         """Per-class table rows: class, AP50, AP50-95, precision, recall, F1, TP, FP, FN."""
         rows = []
         for name, values in self.evaluation.per_class.items():
-            rows.append([name] + [qc.format_value(values.get(key))
+            rows.append([name] + [tables.format_value(values.get(key))
                                   for key in ("ap50", "ap50_95", "precision", "recall", "f1")]
                         + [str(values.get(key, "")) for key in ("tp", "fp", "fn")])
         return rows
@@ -68,8 +68,8 @@ class QualityResult:
         """Plain-language headline numbers, each with its thresholds."""
         evaluation = self.evaluation
         return (f"Images: {self.source}.\n"
-                f"COCO mAP50-95 = {qc.format_value(evaluation.map50_95)} (IoU 0.50:0.05:0.95), "
-                f"mAP50 = {qc.format_value(evaluation.map50)} (IoU ≥ 0.5), mAP75 = {qc.format_value(evaluation.map75)} (IoU ≥ 0.75); "
+                f"COCO mAP50-95 = {tables.format_value(evaluation.map50_95)} (IoU 0.50:0.05:0.95), "
+                f"mAP50 = {tables.format_value(evaluation.map50)} (IoU ≥ 0.5), mAP75 = {tables.format_value(evaluation.map75)} (IoU ≥ 0.75); "
                 f"up to {evaluation.thresholds.get('max_detections', 100)} detections per image and class, all scores ≥ "
                 f"{RANKING_SCORE_THRESHOLD} ranked.\n"
                 f"Precision, recall, F1, TP/FP/FN below: IoU ≥ {evaluation.thresholds.get('iou_threshold', 0.5)} "
@@ -96,7 +96,7 @@ class QualityResult:
 
         agreement = self.evaluation.count_agreement
         print("\n" + "\n".join(detection_qc.count_summary_lines(agreement)))
-        print(qc.text_table(detection_qc.count_table_rows(agreement)))
+        print(tables.text_table(detection_qc.count_table_rows(agreement)))
 
     def figure_for(self, filename: str) -> pathlib.Path:
         """Image / prediction / annotation side by side for one image (PNG in output_dir)."""
@@ -161,7 +161,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     Returns:
         The result; ``result.show()`` prints and displays it, ``result.browse()`` opens a viewer.
     """
-    from helpers.detection import annotation_loop, export, outputs, reports, tiling
+    from helpers.detection import annotation_loop, export, reports, tiling
     from helpers.qc import detection as detection_qc
 
     config = config_module.load_config(DetectionConfig, run.config_path)
@@ -181,7 +181,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
                                                  count_merge_iou=detector.nms_iou_threshold)
     output_dir = run.qc / time.strftime("%Y%m%d-%H%M%S")
     output_dir.mkdir(parents=True, exist_ok=True)
-    outputs.write_predictions_csv(predictions, output_dir / "predictions.csv")
+    prediction_formats.write_predictions_csv(predictions, output_dir / "predictions.csv")
     annotation_loop.write_qc_images_record(test_images if str(test_images).strip() else None,
                                            list(image_paths.values()), output_dir / annotation_loop.QC_IMAGES_RECORD)
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.to_json_dict(), indent=2, ensure_ascii=False),

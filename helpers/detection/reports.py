@@ -7,7 +7,7 @@ import pathlib
 import time
 from typing import Any
 
-from helpers import errors, history, qc, run_report
+from helpers import errors, history, run_report, tables
 from helpers.detection import augmentation, backbones, model
 
 VALIDATION_PANEL = ("Validation mAP (COCO)", (("validation_map50", "mAP50, validation", 1.0),
@@ -332,7 +332,7 @@ def qc_answer(result: Any) -> list[str]:
         lines.append("Per class: " + "; ".join(
             f"{name} {int(values.get('tp', 0))} of {int(values.get('tp', 0)) + int(values.get('fn', 0))} found, "
             f"{int(values.get('fp', 0))} false" for name, values in per_class.items()) + ".")
-    lines.append(f"Detection quality over all score thresholds: mAP50 = {qc.format_value(evaluation.map50)} "
+    lines.append(f"Detection quality over all score thresholds: mAP50 = {tables.format_value(evaluation.map50)} "
                  f"(1 = every object found, with no false detection scored above a true one; 0 = none found). "
                  f"Images: {result.source}.")
     return lines

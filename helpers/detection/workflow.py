@@ -58,7 +58,7 @@ class DetectionSession(workflow.Session):
         Prints the per-class size table and any advice, writes ``pixel_scale.json`` and the choice as
         comments at the end of ``config.yaml`` (comments are not settings: resuming compares values).
         """
-        from helpers import qc
+        from helpers import tables
         from helpers.detection import tiling
 
         box_sizes, image_sizes = tiling.measure(self.dataset.items, self.dataset.usable_objects)
@@ -72,7 +72,7 @@ class DetectionSession(workflow.Session):
         rows = [["class", "boxes", "median", "5th percentile", "95th percentile"]]
         rows += [[name, values["boxes"], f"{values['median']:.0f}", f"{values['p5']:.0f}", f"{values['p95']:.0f}"]
                  for name, values in sizes.items()]
-        print(qc.text_table(rows))
+        print(tables.text_table(rows))
         print(chosen.sentence())
         print(f"The {len(image_sizes)} images make {windows} windows of {chosen.window}×{chosen.window} px at prediction "
               f"and at most {training_windows} in training (overlap {chosen.training_overlap} px; windows without "

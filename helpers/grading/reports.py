@@ -10,7 +10,7 @@ import math
 import pathlib
 from typing import Any
 
-from helpers import history, qc, run_report
+from helpers import history, run_report, tables
 from helpers.classification import augmentation, backbones
 from helpers.classification import reports as classification_reports
 from helpers.grading import dataset as dataset_module
@@ -54,7 +54,7 @@ HEAD_SENTENCES = {
 
 
 def _value(number: Any) -> str:
-    return qc.format_value(number)
+    return tables.format_value(number)
 
 
 def preprocessing_sentence(config: Any) -> str:

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from helpers import errors, qc, runs
+from helpers import errors, runs, tables
 from helpers.classification import model as classification_model
 from helpers.classification import predict
 from helpers.classification import train as classification_train
@@ -183,7 +183,7 @@ class GradingTraining:
     def __repr__(self) -> str:  # short: it is what the notebook's training cell shows last
         kappa = self.validation.get("validation_kappa")
         return (f"GradingTraining(epochs_completed={self.result.epochs_completed}, best_epoch={self.result.best_epoch}, "
-                f"validation_kappa={qc.format_value(kappa)}, thresholds={self.thresholds})")
+                f"validation_kappa={tables.format_value(kappa)}, thresholds={self.thresholds})")
 
 
 def predict_outputs(model, paths: Sequence[pathlib.Path], config: GradingConfig, batch_size: int = 32,

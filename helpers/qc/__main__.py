@@ -59,11 +59,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _detection(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from helpers.detection import outputs
+    from helpers import prediction_formats
     from helpers.qc import detection
 
     ground_truth = detection.load_ground_truth(arguments.ground_truth, arguments.images)
-    predictions = detection.match_predictions(ground_truth, outputs.read_predictions_csv(arguments.predictions),
+    predictions = detection.match_predictions(ground_truth, prediction_formats.read_predictions_csv(arguments.predictions),
                                               source=arguments.predictions)
     evaluation = detection.evaluate_detection(ground_truth, predictions, score_threshold=arguments.score_threshold,
                                               iou_threshold=arguments.iou_threshold,

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, figures, qc
+from helpers import errors, figures, tables
 
 LOGGER = logging.getLogger(__name__)
 SCORE_PREFIX = "score_"
@@ -49,7 +49,7 @@ def read_column_by_filename(path: str | pathlib.Path, column: str) -> dict[str, 
         DatasetError: missing column, empty cell, or a file name listed twice (both lines named).
     """
     path = pathlib.Path(path)
-    _, rows = qc.read_csv_rows(path, ["filename", column])
+    _, rows = tables.read_csv_rows(path, ["filename", column])
     values: dict[str, tuple[int, str]] = {}
     for line, row in rows:
         filename = _cell(path, line, row, "filename")
@@ -76,7 +76,7 @@ def read_score_csv(path: str | pathlib.Path, prefix: str = SCORE_PREFIX) -> dict
         DatasetError: a score that is not a finite number (file, line and column named).
     """
     path = pathlib.Path(path)
-    columns, rows = qc.read_csv_rows(path, ["filename"])
+    columns, rows = tables.read_csv_rows(path, ["filename"])
     score_columns = [column for column in columns if column.startswith(prefix) and len(column) > len(prefix)]
     if not score_columns:
         return {}
@@ -154,7 +154,7 @@ class ClassificationEvaluation:
 
     def to_json_dict(self) -> dict[str, Any]:
         """Every field as plain JSON types; NaN becomes None."""
-        return qc.json_safe(dataclasses.asdict(self))
+        return tables.json_safe(dataclasses.asdict(self))
 
 
 def _score_matrix(filenames: Sequence[str], classes: Sequence[str],
@@ -254,7 +254,7 @@ def evaluate_classification(labels: Mapping[str, str], predictions: Mapping[str,
 
 def summary_table(evaluation: ClassificationEvaluation) -> str:
     """Plain-text summary: headline figures, the per-class report and the confusion matrix."""
-    value = qc.format_value
+    value = tables.format_value
     lines = [f"{evaluation.number_of_images} images, {len(evaluation.classes)} classes. Accuracy "
              f"{value(evaluation.accuracy)}, balanced accuracy {value(evaluation.balanced_accuracy)}, macro F1 "
              f"{value(evaluation.macro_f1)}, weighted F1 {value(evaluation.weighted_f1)}, one-vs-rest ROC AUC "
@@ -262,8 +262,8 @@ def summary_table(evaluation: ClassificationEvaluation) -> str:
     rows = [["class", "precision", "recall", "F1", "support", "ROC AUC"]]
     rows += [[name] + [values[key] for key in ("precision", "recall", "f1", "support", "roc_auc")]
              for name, values in evaluation.per_class.items()]
-    lines += [qc.text_table(rows), "", "Confusion matrix (rows = true class, columns = predicted):"]
-    lines.append(qc.text_table([["true \\ predicted"] + evaluation.classes]
+    lines += [tables.text_table(rows), "", "Confusion matrix (rows = true class, columns = predicted):"]
+    lines.append(tables.text_table([["true \\ predicted"] + evaluation.classes]
                                + [[name] + row for name, row in zip(evaluation.classes, evaluation.confusion_matrix)]))
     return "\n".join(lines)
 
@@ -317,5 +317,5 @@ def plot_roc_curves(evaluation: ClassificationEvaluation, path: str | pathlib.Pa
         axes.legend(loc="lower right", fontsize=8)
     axes.set_xlabel("false positive rate (1 - specificity)")
     axes.set_ylabel("true positive rate (sensitivity)")
-    axes.set_title(f"ROC one-vs-rest, macro AUC {qc.format_value(evaluation.roc_auc_ovr)}")
+    axes.set_title(f"ROC one-vs-rest, macro AUC {tables.format_value(evaluation.roc_auc_ovr)}")
     return figures.save_figure(figure, path)

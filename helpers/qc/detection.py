@@ -1,7 +1,7 @@
 """Detection quality control: COCO mAP by pycocotools, counts and a confusion matrix at stated thresholds.
 
 Our code only adapts formats: ground truth (``helpers.voc.VocAnnotation`` per image) and
-predictions (``helpers.detection.outputs.Detection``) become COCO dictionaries, and
+predictions (``helpers.prediction_formats.Detection``) become COCO dictionaries, and
 pycocotools' ``COCOeval`` computes every AP. Boxes use the COCO convention
 ``[xmin, ymin, xmax - xmin, ymax - ymin]`` (``helpers.voc.coco_box``, no +1).
 
@@ -41,7 +41,7 @@ What is scored, and how (every number comes with its thresholds):
 * **Precision-recall curves** per class are COCOeval's interpolated precision at IoU 0.5
   (``eval['precision'][0, :, k, 0, -1]``) against its 101 recall thresholds.
 * **Count agreement** (``CountAgreement``) compares, per image and class, the predicted count
-  (detections with score >= ``score_threshold``, ``helpers.detection.outputs.count_per_image``,
+  (detections with score >= ``score_threshold``, ``helpers.prediction_formats.count_per_image``,
   the function that writes ``counts.csv``) with the annotated count (non-difficult boxes, as
   difficult boxes are excluded from every other figure; a detection of a difficult cell is
   therefore counted as an extra). Statistics (``count_statistics``): mean absolute error, mean
@@ -50,7 +50,7 @@ What is scored, and how (every number comes with its thresholds):
   be right with every box misplaced. The score threshold with the lowest summed MAE over
   classes among ``COUNT_THRESHOLD_GRID`` (and the threshold in use) is reported as chosen on
   these images, which makes its MAE optimistic. Counts take each object once by default, as
-  ``counts.csv`` does: boxes of *different* classes overlapping with IoU > ``outputs.COUNT_MERGE_IOU``
+  ``counts.csv`` does: boxes of *different* classes overlapping with IoU > ``prediction_formats.COUNT_MERGE_IOU``
   count once (the model's own suppression works class by class, so it can put two boxes of different
   classes on one cell); ``CountAgreement.each_object_once`` reports the total MAE per image with and
   without that merge.
@@ -74,8 +74,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, figures, images, qc, voc
-from helpers.detection import outputs
+from helpers import errors, figures, images, prediction_formats, tables, voc
 
 LOGGER = logging.getLogger(__name__)
 BACKGROUND = "background"
@@ -142,7 +141,7 @@ class CountAgreement:
             lower thresholds apart.
         per_image: image file name -> {"annotated": {class: n}, "predicted": {class: n}}.
         merge_iou: None when every box was counted; else boxes of different classes overlapping with
-            IoU > merge_iou were counted once (``outputs.count_per_image(merge_iou=...)``, as counts.csv).
+            IoU > merge_iou were counted once (``prediction_formats.count_per_image(merge_iou=...)``, as counts.csv).
         each_object_once: the effect of that class-agnostic merge, with and without it at the threshold
             in use: {"iou_threshold", "total_mae_without_merge", "total_mae_with_merge" (MAE of the
             per-image totals, objects per image), "summed_class_mae_without_merge",
@@ -210,7 +209,7 @@ class DetectionEvaluation:
         """Every field as plain JSON types; NaN and infinities become None."""
         result = dataclasses.asdict(self)
         result["confusion_matrix_labels"] = self.confusion_matrix_labels
-        return qc.json_safe(result)
+        return tables.json_safe(result)
 
 
 # ---------------------------------------------------------------- loading and matching
@@ -291,8 +290,8 @@ def _stem_lookup(ground_truth: Mapping[str, voc.VocAnnotation]) -> dict[str, str
     return lookup
 
 
-def match_predictions(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
-                      source: str = "predictions") -> list[outputs.Detection]:
+def match_predictions(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
+                      source: str = "predictions") -> list[prediction_formats.Detection]:
     """Give each prediction the ground-truth key of its image.
 
     A prediction's ``filename`` matches the ground-truth image of that name (folders in it are
@@ -335,7 +334,7 @@ def match_predictions(ground_truth: Mapping[str, voc.VocAnnotation], predictions
 # ---------------------------------------------------------------- pycocotools
 
 
-def _category_names(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+def _category_names(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
                     classes: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """(category names in id order, unknown classes); unknown ones are at the end of the first list too."""
     truth_classes = sorted({obj.name for annotation in ground_truth.values() for obj in annotation.objects})
@@ -367,7 +366,7 @@ def _coco_ground_truth(ground_truth: Mapping[str, voc.VocAnnotation], image_ids:
     return dataset
 
 
-def _coco_detections(coco_ground_truth, predictions: Sequence[outputs.Detection], image_ids: Mapping[str, int],
+def _coco_detections(coco_ground_truth, predictions: Sequence[prediction_formats.Detection], image_ids: Mapping[str, int],
                      category_ids: Mapping[str, int]):
     """A COCO results object of the predictions (``COCO.loadRes``; built directly when there are none)."""
     from pycocotools import coco
@@ -428,7 +427,7 @@ def _coco_figures(evaluator, names: Sequence[str]) -> tuple[dict[str, float], di
 # ---------------------------------------------------------------- greedy matching at a threshold
 
 
-def _overlaps(detections: Sequence[outputs.Detection], objects: Sequence[voc.VocObject], crowd: bool) -> np.ndarray:
+def _overlaps(detections: Sequence[prediction_formats.Detection], objects: Sequence[voc.VocObject], crowd: bool) -> np.ndarray:
     """float [D, G] overlaps by ``pycocotools.mask.iou``: IoU, or intersection / detection area when ``crowd``."""
     from pycocotools import mask
 
@@ -439,8 +438,8 @@ def _overlaps(detections: Sequence[outputs.Detection], objects: Sequence[voc.Voc
     return np.asarray(mask.iou(detection_boxes, object_boxes, [int(crowd)] * len(objects)), np.float64)
 
 
-def _greedy_match(detections: Sequence[outputs.Detection], objects: Sequence[voc.VocObject], iou_threshold: float,
-                  same_class: bool) -> tuple[list[tuple[outputs.Detection, voc.VocObject | None]], list[voc.VocObject]]:
+def _greedy_match(detections: Sequence[prediction_formats.Detection], objects: Sequence[voc.VocObject], iou_threshold: float,
+                  same_class: bool) -> tuple[list[tuple[prediction_formats.Detection, voc.VocObject | None]], list[voc.VocObject]]:
     """Match one image's detections to its boxes, highest score first, each regular box once.
 
     Args:
@@ -479,11 +478,11 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
-def _counts_and_confusion(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+def _counts_and_confusion(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
                           names: Sequence[str], score_threshold: float,
                           iou_threshold: float) -> tuple[dict[str, dict], list[list[int]]]:
     """Per-class TP/FP/FN/precision/recall/F1 and the (N+1)x(N+1) confusion matrix."""
-    by_image: dict[str, list[outputs.Detection]] = {name: [] for name in ground_truth}
+    by_image: dict[str, list[prediction_formats.Detection]] = {name: [] for name in ground_truth}
     for prediction in predictions:
         if prediction.score >= score_threshold:
             by_image[prediction.filename].append(prediction)
@@ -582,12 +581,12 @@ def _best_threshold(scan: dict[str, list[float]], in_use: float) -> tuple[float,
     return threshold, error
 
 
-def _merge_effect(annotated: Mapping[str, Mapping[str, int]], predictions: Sequence[outputs.Detection],
+def _merge_effect(annotated: Mapping[str, Mapping[str, int]], predictions: Sequence[prediction_formats.Detection],
                   names: Sequence[str], score_threshold: float, iou_threshold: float) -> dict[str, float]:
     """``CountAgreement.each_object_once``: count errors with and without the class-agnostic merge."""
     figures_by_rule = {}
     for rule, merge_iou in (("without_merge", None), ("with_merge", iou_threshold)):
-        predicted = outputs.count_per_image(predictions, annotated, names, score_threshold, merge_iou=merge_iou)
+        predicted = prediction_formats.count_per_image(predictions, annotated, names, score_threshold, merge_iou=merge_iou)
         figures_by_rule[rule] = (
             float(np.mean([abs(sum(predicted[name].values()) - sum(annotated[name].values())) for name in annotated]))
             if annotated else math.nan, _summed_mae(annotated, predicted, names),
@@ -600,9 +599,9 @@ def _merge_effect(annotated: Mapping[str, Mapping[str, int]], predictions: Seque
             "boxes_merged": figures_by_rule["without_merge"][2] - figures_by_rule["with_merge"][2]}
 
 
-def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
                     names: Sequence[str], score_threshold: float,
-                    merge_iou: float | None = outputs.COUNT_MERGE_IOU) -> CountAgreement:
+                    merge_iou: float | None = prediction_formats.COUNT_MERGE_IOU) -> CountAgreement:
     """Compare predicted with annotated counts per image and class (definitions in ``CountStatistics``).
 
     Args:
@@ -619,7 +618,7 @@ def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: 
         threshold in use (chosen on these images, so optimistic).
     """
     annotated = annotated_counts(ground_truth, names)
-    predicted = outputs.count_per_image(predictions, ground_truth, names, score_threshold, merge_iou=merge_iou)
+    predicted = prediction_formats.count_per_image(predictions, ground_truth, names, score_threshold, merge_iou=merge_iou)
     per_class = {name: count_statistics([predicted[filename][name] for filename in annotated],
                                         [annotated[filename][name] for filename in annotated]) for name in names}
     all_classes = count_statistics([sum(predicted[filename].values()) for filename in annotated],
@@ -627,7 +626,7 @@ def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: 
     thresholds = sorted(set(COUNT_THRESHOLD_GRID) | {float(score_threshold)})
     scan = {"score_thresholds": thresholds,
             "summed_mean_absolute_error": [
-                _summed_mae(annotated, outputs.count_per_image(predictions, ground_truth, names, threshold,
+                _summed_mae(annotated, prediction_formats.count_per_image(predictions, ground_truth, names, threshold,
                                                                merge_iou=merge_iou), names)
                 for threshold in thresholds]}
     best_threshold, best_error = _best_threshold(scan, float(score_threshold))
@@ -640,7 +639,7 @@ def evaluate_counts(ground_truth: Mapping[str, voc.VocAnnotation], predictions: 
                    for filename in annotated},
         merge_iou=None if merge_iou is None else float(merge_iou),
         each_object_once=_merge_effect(annotated, predictions, names, score_threshold,
-                                       outputs.COUNT_MERGE_IOU if merge_iou is None else merge_iou))
+                                       prediction_formats.COUNT_MERGE_IOU if merge_iou is None else merge_iou))
 
 
 def count_table_rows(agreement: CountAgreement, images_column: bool = True) -> list[list[Any]]:
@@ -655,11 +654,11 @@ def count_table_rows(agreement: CountAgreement, images_column: bool = True) -> l
         entries.append(("all classes (totals)", agreement.all_classes))
     for name, values in entries:
         rows.append([name, *[values.images] * images_column, values.annotated_total, values.predicted_total,
-                     qc.format_value(values.mean_absolute_error),
-                     f"{qc.format_value(values.mean_relative_error)} ({values.relative_error_images})",
-                     qc.format_value(values.pearson_r), qc.format_value(values.bias),
-                     f"{qc.format_value(values.lower_limit_of_agreement)} to "
-                     f"{qc.format_value(values.upper_limit_of_agreement)}"])
+                     tables.format_value(values.mean_absolute_error),
+                     f"{tables.format_value(values.mean_relative_error)} ({values.relative_error_images})",
+                     tables.format_value(values.pearson_r), tables.format_value(values.bias),
+                     f"{tables.format_value(values.lower_limit_of_agreement)} to "
+                     f"{tables.format_value(values.upper_limit_of_agreement)}"])
     return rows
 
 
@@ -670,9 +669,9 @@ def count_summary_lines(agreement: CountAgreement) -> list[str]:
              "|predicted - annotated| / annotated over the images with annotated > 0 (their number in brackets); "
              "Bland-Altman bias = mean(predicted - annotated), 95 % limits of agreement = bias +- 1.96 SD (ddof 1).",
              f"Score threshold in use: {agreement.score_threshold:g} (MAE summed over classes "
-             f"{qc.format_value(agreement.summed_mean_absolute_error)}). Best count agreement at score threshold "
+             f"{tables.format_value(agreement.summed_mean_absolute_error)}). Best count agreement at score threshold "
              f"{agreement.best_score_threshold:g} (MAE summed over classes "
-             f"{qc.format_value(agreement.best_summed_mean_absolute_error)}), {agreement.best_threshold_note}; "
+             f"{tables.format_value(agreement.best_summed_mean_absolute_error)}), {agreement.best_threshold_note}; "
              f"scanned {agreement.threshold_scan['score_thresholds'][0]:g} to "
              f"{agreement.threshold_scan['score_thresholds'][-1]:g}."]
     if any(math.isnan(values.pearson_r) for values in agreement.per_class.values()):
@@ -695,8 +694,8 @@ def each_object_once_sentence(agreement: CountAgreement) -> str:
             if agreement.merge_iou is not None else "Every box counted, also two boxes of different classes on one "
                                                     "object.")
     return (f"{rule} Merging such boxes removes {effect['boxes_merged']} of the counted boxes: total MAE per image "
-            f"{qc.format_value(effect['total_mae_without_merge'])} without, "
-            f"{qc.format_value(effect['total_mae_with_merge'])} with the merge (IoU > {effect['iou_threshold']:g}).")
+            f"{tables.format_value(effect['total_mae_without_merge'])} without, "
+            f"{tables.format_value(effect['total_mae_with_merge'])} with the merge (IoU > {effect['iou_threshold']:g}).")
 
 
 # ---------------------------------------------------------------- the evaluation
@@ -722,10 +721,10 @@ def default_max_detections(ground_truth: Mapping[str, voc.VocAnnotation]) -> int
     return max(COCO_MAX_DETECTIONS, 2 * densest)
 
 
-def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[outputs.Detection],
+def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
                        classes: Sequence[str] | None = None, score_threshold: float = 0.3, iou_threshold: float = 0.5,
                        max_detections: int | None = None,
-                       count_merge_iou: float | None = outputs.COUNT_MERGE_IOU) -> DetectionEvaluation:
+                       count_merge_iou: float | None = prediction_formats.COUNT_MERGE_IOU) -> DetectionEvaluation:
     """Score predictions against ground truth and compare counts (definitions in the module docstring).
 
     Args:
@@ -775,7 +774,7 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
 
 def summary_table(evaluation: DetectionEvaluation) -> str:
     """Plain-text summary: headline mAPs with their thresholds, then one row per class."""
-    thresholds, value = evaluation.thresholds, qc.format_value
+    thresholds, value = evaluation.thresholds, tables.format_value
     lines = [f"{evaluation.number_of_images} images. mAP50-95 {value(evaluation.map50_95)}, mAP50 "
              f"{value(evaluation.map50)}, mAP75 {value(evaluation.map75)} ({thresholds['map']}, up to "
              f"{thresholds['max_detections']} detections per image and class, all scores ranked).",
@@ -784,13 +783,13 @@ def summary_table(evaluation: DetectionEvaluation) -> str:
     keys = ("ap50", "ap50_95", "precision", "recall", "f1", "tp", "fp", "fn", "ground_truth_boxes")
     rows = [["class", "AP50", "AP50-95", "precision", "recall", "F1", "TP", "FP", "FN", "boxes"]]
     rows += [[name] + [values[key] for key in keys] for name, values in evaluation.per_class.items()]
-    lines.append(qc.text_table(rows))
+    lines.append(tables.text_table(rows))
     if evaluation.unknown_classes:
         lines.append("Classes only in the predictions (no AP, not in the mean): "
                      + ", ".join(evaluation.unknown_classes))
     if evaluation.count_agreement is not None:
         lines += ["", *count_summary_lines(evaluation.count_agreement), "",
-                  qc.text_table(count_table_rows(evaluation.count_agreement))]
+                  tables.text_table(count_table_rows(evaluation.count_agreement))]
     return "\n".join(lines)
 
 
@@ -819,8 +818,8 @@ def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path)
     axes.set_xlabel("average precision")
     # Legend below the axes: inside, it covered the bars of the last class.
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
-    axes.set_title(f"Average precision per class (COCO)\nmAP50 = {qc.format_value(evaluation.map50)}, "
-                   f"mAP50-95 = {qc.format_value(evaluation.map50_95)}",
+    axes.set_title(f"Average precision per class (COCO)\nmAP50 = {tables.format_value(evaluation.map50)}, "
+                   f"mAP50-95 = {tables.format_value(evaluation.map50_95)}",
                    fontsize=10)
     return figures.save_figure(figure, path)
 
@@ -829,7 +828,7 @@ def plot_pr_curves(evaluation: DetectionEvaluation, path: str | pathlib.Path) ->
     """Save COCOeval's interpolated precision-recall curve at IoU 0.5 for each class; the PNG path."""
     figure = figures.new_figure(6, 5)
     axes = figure.add_subplot()
-    colours = outputs.class_colours(evaluation.classes)
+    colours = figures.class_colours(evaluation.classes)
     for name, curve in evaluation.pr_curves.items():
         axes.plot(curve["recall"], curve["precision"], color=np.array(colours[name]) / 255,
                   label=f"{name} (AP50 {evaluation.per_class[name]['ap50']:.2f})")
@@ -902,7 +901,7 @@ def plot_count_scatter(evaluation: DetectionEvaluation, path: str | pathlib.Path
     agreement = evaluation.count_agreement
     names = list(agreement.classes)
     figure, panels = _count_axes(names)
-    colours = outputs.class_colours(names)
+    colours = figures.class_colours(names)
     for axes, name in zip(panels, names):
         annotated, predicted = agreement.counts(name)
         top = max(1.0, float(max(annotated.max(initial=0), predicted.max(initial=0)))) * 1.1 + 0.3
@@ -916,8 +915,8 @@ def plot_count_scatter(evaluation: DetectionEvaluation, path: str | pathlib.Path
             axis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axes.set_xlabel("annotated count per image")
         axes.set_ylabel("predicted count per image")
-        axes.set_title(f"{name} (n = {values.images})\nMAE {qc.format_value(values.mean_absolute_error)}, "
-                       f"r {qc.format_value(values.pearson_r)}", fontsize=9)
+        axes.set_title(f"{name} (n = {values.images})\nMAE {tables.format_value(values.mean_absolute_error)}, "
+                       f"r {tables.format_value(values.pearson_r)}", fontsize=9)
     if not names:
         panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
     handles, labels = panels[0].get_legend_handles_labels()
@@ -954,7 +953,7 @@ def plot_bland_altman(evaluation: DetectionEvaluation, path: str | pathlib.Path)
     agreement = evaluation.count_agreement
     names = list(agreement.classes)
     figure, panels = _count_axes(names)
-    colours = outputs.class_colours(names)
+    colours = figures.class_colours(names)
     for axes, name in zip(panels, names):
         annotated, predicted = agreement.counts(name)
         difference = predicted - annotated
@@ -968,7 +967,7 @@ def plot_bland_altman(evaluation: DetectionEvaluation, path: str | pathlib.Path)
         values = agreement.per_class[name]
         limits = ("n < 2: no limits" if not math.isfinite(values.sd_difference) else
                   f"95 % limits {values.lower_limit_of_agreement:+.2f} to {values.upper_limit_of_agreement:+.2f}")
-        axes.set_title(f"{name} (n = {values.images})\nbias {qc.format_value(values.bias)}, {limits}", fontsize=9)
+        axes.set_title(f"{name} (n = {values.images})\nbias {tables.format_value(values.bias)}, {limits}", fontsize=9)
     if not names:
         panels[0].text(0.5, 0.5, "no classes to count", ha="center", va="center")
     handles, labels = panels[0].get_legend_handles_labels()

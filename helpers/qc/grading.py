@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from helpers import errors, figures, qc
+from helpers import errors, figures, tables
 from helpers.qc import classification
 
 GRADE_COLUMNS = ("grade", "label")
@@ -53,7 +53,7 @@ def read_grade_csv(path: str | pathlib.Path, num_grades: int = 5) -> dict[str, i
             number in 0..num_grades-1 (file, line and value named).
     """
     path = pathlib.Path(path)
-    columns, _ = qc.read_csv_rows(path, ["filename"])
+    columns, _ = tables.read_csv_rows(path, ["filename"])
     column = next((name for name in GRADE_COLUMNS if name in columns), GRADE_COLUMNS[0])
     grades = {}
     for filename, (line, text) in classification.read_column_by_filename(path, column).items():
@@ -119,7 +119,7 @@ class GradingEvaluation:
 
     def to_json_dict(self) -> dict[str, Any]:
         """Every field as plain JSON types; grades as text keys, NaN as None."""
-        return qc.json_safe(dataclasses.asdict(self))
+        return tables.json_safe(dataclasses.asdict(self))
 
 
 def _check_settings(num_grades: int, referable_threshold: int) -> None:
@@ -216,7 +216,7 @@ def evaluate_grading(labels: Mapping[str, int], predictions: Mapping[str, int], 
 
 def summary_table(evaluation: GradingEvaluation) -> str:
     """Plain-text summary: kappa and headline figures, per-grade table, referable disease, confusion matrix."""
-    value, referable = qc.format_value, evaluation.referable
+    value, referable = tables.format_value, evaluation.referable
     lines = [f"{evaluation.number_of_images} images, grades 0-{evaluation.num_grades - 1}. Quadratic weighted kappa "
              f"{value(evaluation.quadratic_kappa)}, linear kappa {value(evaluation.linear_kappa)}, accuracy "
              f"{value(evaluation.accuracy)}, mean absolute error {value(evaluation.mean_absolute_error)} grades.",
@@ -226,8 +226,8 @@ def summary_table(evaluation: GradingEvaluation) -> str:
     rows = [["grade", "sensitivity", "specificity", "support"]]
     rows += [[grade] + [values[key] for key in ("sensitivity", "specificity", "support")]
              for grade, values in evaluation.per_grade.items()]
-    lines += [qc.text_table(rows), "", "Confusion matrix (rows = true grade, columns = predicted):"]
-    lines.append(qc.text_table([["true \\ predicted"] + list(range(evaluation.num_grades))]
+    lines += [tables.text_table(rows), "", "Confusion matrix (rows = true grade, columns = predicted):"]
+    lines.append(tables.text_table([["true \\ predicted"] + list(range(evaluation.num_grades))]
                                + [[grade] + row for grade, row in enumerate(evaluation.confusion_matrix)]))
     return "\n".join(lines)
 
@@ -240,7 +240,7 @@ def plot_confusion_matrix(evaluation: GradingEvaluation, path: str | pathlib.Pat
     return classification.plot_confusion_panels(
         evaluation.confusion_matrix, evaluation.confusion_matrix_normalised,
         [str(grade) for grade in range(evaluation.num_grades)],
-        f"Grades ({evaluation.number_of_images} images): quadratic kappa {qc.format_value(evaluation.quadratic_kappa)}",
+        f"Grades ({evaluation.number_of_images} images): quadratic kappa {tables.format_value(evaluation.quadratic_kappa)}",
         path)
 
 
