@@ -26,6 +26,9 @@ one is neither a true nor a false positive. A region whose name is not a class (
 ``difficult``) is given to QC once per class (``scoring_objects``), so it covers a cell of any
 class.
 
+``load_ground_truth`` is QC's one reader of ground truth, for VOC folders and JSON files alike
+(boxes of zero or negative area left out, with one warning).
+
 A file that cannot be used at all (missing, not JSON, another structure, a top-level list or
 key missing) raises; a problem with one image or one box is kept with that image
 (``JsonImage.error``) or as an orphan (``JsonAnnotations.orphans``: boxes of an image the file
@@ -446,27 +449,60 @@ def _one_line(problems: list[tuple[str, str]], what: str) -> str:
     return f"{message}{more}. {fix}"
 
 
-def load_ground_truth(path: str | pathlib.Path,
-                      images_dir: str | pathlib.Path | None = None) -> dict[str, voc.VocAnnotation]:
-    """A COCO or BBBC041 file as QC ground truth, keyed by image file name (base name, no folders).
+def _positive_area(objects: Sequence[voc.VocObject], label: str, dropped: list[str]) -> list[voc.VocObject]:
+    """The boxes of one image with positive width and height; ``"<label> object <n>"`` of each other one to ``dropped``.
 
-    As for VOC folders (``helpers.qc.detection.load_ground_truth``): boxes with zero or negative
-    area are left out (with a warning on the log), everything else is kept as written, images
-    without boxes are kept. Crowd regions are difficult boxes (ignored when scoring), given once
-    per category of the file when their name is not one (``scoring_objects``). ``path`` of each
-    annotation is None, so predictions also match by image stem.
-
-    Raises:
-        DatasetError: anything the doctor would list for this file (one line: the first problem,
-            how many there are, the fix), two entries for one image, or an image whose size
-            neither the file nor the image (``images_dir``) gives.
+    No detection can match a box of zero or negative area (pycocotools' IoU with it is 0), and
+    the dataset doctor drops such boxes for training, so QC leaves them out too.
     """
+    kept = []
+    for index, obj in enumerate(objects):
+        if obj.xmax > obj.xmin and obj.ymax > obj.ymin:
+            kept.append(obj)
+        else:
+            dropped.append(f"{label} object {index + 1}")
+    return kept
+
+
+def _voc_image_name(annotation: voc.VocAnnotation, path: pathlib.Path, images_dir: pathlib.Path | None) -> str:
+    """The image a VOC file describes: ``<filename>`` without folders, else the image found, else the XML stem."""
+    if annotation.filename:
+        return pathlib.PureWindowsPath(annotation.filename).name
+    if images_dir is not None:
+        for candidate in images.list_images(images_dir):
+            if candidate.stem == path.stem:
+                return candidate.name
+    return path.stem
+
+
+def _voc_ground_truth(folder: pathlib.Path, images_dir: pathlib.Path | None,
+                      dropped: list[str]) -> dict[str, voc.VocAnnotation]:
+    """Every VOC file of ``folder`` (not recursive, hidden files skipped) keyed by image name; see ``load_ground_truth``."""
+    paths = sorted(path for path in folder.iterdir()
+                   if path.is_file() and path.suffix.lower() == ".xml" and not path.name.startswith("."))
+    if not paths:
+        raise errors.DatasetError(f"{folder}: no .xml files in the ground-truth folder. "
+                                  "Give the folder holding the PASCAL VOC annotations.")
+    ground_truth: dict[str, voc.VocAnnotation] = {}
+    for path in paths:
+        annotation = voc.read_voc(path, images_dir=images_dir)
+        name = _voc_image_name(annotation, path, images_dir)
+        if name in ground_truth:
+            raise errors.DatasetError(f"{path}: describes image {name!r}, as {ground_truth[name].path} does. "
+                                      "Remove one of the two files, or fix its <filename>.")
+        ground_truth[name] = dataclasses.replace(annotation, filename=name,
+                                                 objects=_positive_area(annotation.objects, path.name, dropped))
+    return ground_truth
+
+
+def _json_ground_truth(path: pathlib.Path, images_dir: pathlib.Path | None,
+                       dropped: list[str]) -> dict[str, voc.VocAnnotation]:
+    """A COCO or BBBC041 file keyed by image base name; see ``load_ground_truth``."""
     source = read_json_annotations(path, images_dir)
     broken = [image.error for image in source.images if image.error is not None]
     if broken or source.orphans:
         raise errors.DatasetError(_one_line(broken or source.orphans, "such problems"))
     ground_truth: dict[str, voc.VocAnnotation] = {}
-    dropped = []
     for entry in source.images:
         annotation = entry.annotation
         if annotation.filename in ground_truth:
@@ -475,13 +511,54 @@ def load_ground_truth(path: str | pathlib.Path,
         if annotation.width <= 0 or annotation.height <= 0:
             raise errors.DatasetError(f"{entry.label}: the file gives no image size and the image was not found. "
                                       "Give the images folder (--images), or export the file with image sizes.")
-        usable = [obj.xmax > obj.xmin and obj.ymax > obj.ymin for obj in annotation.objects]
-        kept = [obj for obj, keep in zip(annotation.objects, usable) if keep]
-        dropped.extend(f"{entry.label} object {index + 1}" for index, keep in enumerate(usable) if not keep)
-        ground_truth[annotation.filename] = dataclasses.replace(
-            annotation, objects=scoring_objects(kept, source.categories))
+        kept = _positive_area(annotation.objects, entry.label, dropped)
+        ground_truth[annotation.filename] = dataclasses.replace(annotation, objects=scoring_objects(kept,
+                                                                                                    source.categories))
     if not ground_truth:
         raise errors.DatasetError(f"{source.path}: lists no images. Give the annotation file of your test images.")
+    return ground_truth
+
+
+def load_ground_truth(path: str | pathlib.Path,
+                      images_dir: str | pathlib.Path | None = None) -> dict[str, voc.VocAnnotation]:
+    """QC ground truth from a folder of PASCAL VOC files or one COCO or BBBC041 ``.json`` file.
+
+    The one reader of ground truth for scoring (``helpers.qc.detection`` and ``python -m helpers.qc``).
+    Boxes with zero or negative area are left out (with one warning on the log): no detection can
+    match them. Everything else is kept as written (coordinates are not clipped: COCOeval does not
+    need boxes inside the image). Images without boxes are kept: their images count, and
+    detections on them are false positives.
+
+    * VOC folder: every ``.xml`` (not recursive; hidden files skipped), keyed by ``<filename>``
+      without folders, else the image of the same stem in ``images_dir``, else the XML stem;
+      ``path`` of each annotation is its XML.
+    * JSON file: keyed by image base name; crowd regions are difficult boxes (ignored when
+      scoring), given once per category of the file when their name is not one
+      (``scoring_objects``); ``path`` is None, so predictions also match by image stem.
+
+    Args:
+        path: the VOC folder or the ``.json`` file.
+        images_dir: where images are looked up (VOC files without ``<size>`` or ``<filename>``;
+            JSON files without image sizes).
+
+    Returns:
+        image file name -> annotation with ``filename`` set to that key.
+
+    Raises:
+        DatasetError: the path is missing; a folder without XML; a file that cannot be read; two
+            files or entries for one image; for JSON anything the doctor would list for this file
+            (one line: the first problem, how many there are, the fix), or an image whose size
+            neither the file nor the image gives.
+        ConfigError: a file that is neither a folder nor COCO / BBBC041 JSON.
+    """
+    path = pathlib.Path(path)
+    images_folder = None if images_dir is None else pathlib.Path(images_dir)
+    if not path.exists():
+        raise errors.DatasetError(f"{path}: ground truth not found. Give the folder of PASCAL VOC .xml files "
+                                  "or a COCO / BBBC041 .json file.")
+    dropped: list[str] = []
+    reader = _voc_ground_truth if path.is_dir() else _json_ground_truth
+    ground_truth = reader(path, images_folder, dropped)
     if dropped:
         examples = ", ".join(dropped[:EXAMPLES_IN_ERRORS]) + (" ..." if len(dropped) > EXAMPLES_IN_ERRORS else "")
         LOGGER.warning("%d ground-truth box(es) with zero or negative area left out (no detection can match them): %s",

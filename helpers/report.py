@@ -166,9 +166,12 @@ class Report:
         return self.pdf.page_break_trigger - self.pdf.get_y()
 
     # ----- blocks -------------------------------------------------------------------------
-    def heading(self, text: str) -> None:
-        """A section heading; starts a new page rather than sit alone at the bottom of one."""
-        if self._room_left_mm() < HEADING_KEEP_WITH_NEXT_MM:
+    def heading(self, text: str, keep_with_next_mm: float = HEADING_KEEP_WITH_NEXT_MM) -> None:
+        """A section heading; starts a new page rather than sit alone at the bottom of one.
+
+        ``keep_with_next_mm``: room needed below the heading (e.g. a figure's height), else a new page.
+        """
+        if self._room_left_mm() < keep_with_next_mm:
             self.pdf.add_page()
         else:
             self.pdf.ln(3)

@@ -267,6 +267,25 @@ def test_malformed_coco_gives_the_voc_problem_kinds(messy_coco):
     assert by_stem["k"].image_path.name == "k.jpg"
 
 
+def test_sub_pixel_overshoot_is_clipped_silently_and_three_pixels_is_listed(tmp_path):
+    """Label Studio's percent coordinates give x + width = 64.0001 on a 64-px image: no problem row for that."""
+    for name in ("a.png", "b.png"):
+        _image(tmp_path, name)
+    boxes = [(1, 1, [40, 20, 24.0001, 10], 0), (1, 1, [-0.0001, -0.0001, 10, 10], 0),  # 0.0001 px over each edge
+             (1, 2, [10, 28.5, 20, 20.4999], 0),  # ymax 48.9999: just under one pixel over
+             (2, 1, [50, 10, 17, 10], 0)]  # xmax 67: three pixels over
+    path = _write_json(tmp_path / "label_studio.json", coco_file([(1, "a.png"), (2, "b.png")], boxes))
+    dataset = detection_dataset.load_detection_dataset(tmp_path, path, progress=False)
+    assert dataset.problem_counts() == {"box_outside_image": 1}
+    (problem,) = dataset.problems
+    assert problem.file == "label_studio.json [b.png]" and "clipped to (50, 10, 64, 20)" in problem.message
+    by_stem = {item.stem: item for item in dataset.items}
+    assert [(o.xmin, o.ymin, o.xmax, o.ymax) for o in dataset.usable_objects(by_stem["a"])] == [
+        (40, 20, 64, 30), (0, 0, pytest.approx(9.9999), pytest.approx(9.9999)), (10, 28.5, 30, 48)]
+    dropping = detection_dataset.load_detection_dataset(tmp_path, path, clip_boxes=False, progress=False)
+    assert len(dropping.usable_objects(by_stem["a"])) == 3 and dropping.problem_counts() == {"box_outside_image": 1}
+
+
 def test_malformed_coco_entries(tmp_path):
     _image(tmp_path, "a.png")
     _image(tmp_path, "b.png")
@@ -389,6 +408,25 @@ def test_qc_ground_truth_from_coco_and_bbbc041(clean_coco, messy_bbbc041, caplog
     assert "zero or negative area" in caplog.text
     crowd = [obj.name for obj in ground_truth["a.png"].objects if obj.difficult]
     assert crowd == ["ring", "red blood cell"]  # once per category of the file
+
+
+def test_one_ground_truth_loader_reads_a_voc_folder_and_a_coco_file_alike(tmp_path, caplog):
+    assert detection_qc.load_ground_truth is annotation_formats.load_ground_truth  # QC has no reader of its own
+    boxes = [("RBC", 2, 3, 12, 23), ("WBC", 5, 5, 5, 9), ("RBC", 30, 10, 42, 18)]  # the second has zero width
+    objects = [voc.VocObject(name, xmin, ymin, xmax, ymax) for name, xmin, ymin, xmax, ymax in boxes]
+    voc.write_voc(voc.VocAnnotation("a.png", WIDTH, HEIGHT, 3, objects), tmp_path / "voc" / "a.xml")
+    coco = coco_file([(1, "a.png")], [(1, 1 + (name == "WBC"), [xmin, ymin, xmax - xmin, ymax - ymin], 0)
+                                      for name, xmin, ymin, xmax, ymax in boxes])
+    from_voc = annotation_formats.load_ground_truth(tmp_path / "voc")
+    from_coco = annotation_formats.load_ground_truth(_write_json(tmp_path / "test.json", coco))
+    assert list(from_voc) == list(from_coco) == ["a.png"]
+    assert from_voc["a.png"].objects == from_coco["a.png"].objects == [objects[0], objects[2]]
+    assert from_voc["a.png"].path == tmp_path / "voc" / "a.xml" and from_coco["a.png"].path is None
+    warnings = [record.getMessage() for record in caplog.records if "zero or negative area" in record.getMessage()]
+    assert warnings == [f"1 ground-truth box(es) with zero or negative area left out (no detection can match them): "
+                        f"{name} object 2" for name in ("a.xml", "test.json [a.png]")]
+    with pytest.raises(errors.DatasetError, match="gone: ground truth not found. Give the folder of PASCAL VOC"):
+        annotation_formats.load_ground_truth(tmp_path / "gone")
 
 
 def test_a_detection_on_a_bbbc041_difficult_cell_is_neither_tp_nor_fp(tmp_path):

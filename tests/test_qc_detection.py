@@ -230,6 +230,57 @@ def test_pr_curves_are_cocoeval_precision_at_iou_05():
     assert set(evaluation.per_class) == set(names)
 
 
+def f1_case():
+    """Class A: 3 boxes, 4 detections (0.9 on box 1, 0.8 on nothing, 0.6 on box 2, 0.4 on box 1 again); W: 1 box, 0.5 on it."""
+    ground_truth = {"a.png": annotation("a.png", [box("A", 0, 0, 10, 10), box("A", 20, 20, 30, 30),
+                                                  box("A", 40, 40, 50, 50), box("W", 60, 60, 80, 80)])}
+    predictions = [detection_of("a.png", "A", 0.9, 0, 0, 10, 10), detection_of("a.png", "A", 0.8, 100, 100, 110, 110),
+                   detection_of("a.png", "A", 0.6, 20, 20, 30, 30), detection_of("a.png", "A", 0.4, 0, 0, 10, 10),
+                   detection_of("a.png", "W", 0.5, 60, 60, 80, 80)]
+    return ground_truth, predictions
+
+
+def test_f1_curve_on_a_hand_made_case():
+    ground_truth, predictions = f1_case()
+    curves = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.3).f1_curves
+    assert curves.score_thresholds == [round(0.01 * step, 2) for step in range(101)]  # 0.3 is on the grid
+    at = {threshold: position for position, threshold in enumerate(curves.score_thresholds)}
+    a, pooled = curves.per_class["A"], curves.per_class["all classes"]
+    # A by hand: (TP, FP, FN) and F1 for score >= t; the 0.4 duplicate of box 1 is an FP at every t <= 0.4.
+    for threshold, counts, f1 in ((0.0, (2, 2, 1), 4 / 7), (0.4, (2, 2, 1), 4 / 7), (0.41, (2, 1, 1), 2 / 3),
+                                  (0.6, (2, 1, 1), 2 / 3), (0.61, (1, 1, 2), 0.4), (0.8, (1, 1, 2), 0.4),
+                                  (0.81, (1, 0, 2), 0.5), (0.9, (1, 0, 2), 0.5), (0.91, (0, 0, 3), 0.0)):
+        position = at[threshold]
+        assert (a["tp"][position], a["fp"][position], a["fn"][position]) == counts, threshold
+        assert a["f1"][position] == pytest.approx(f1), threshold
+    assert a["precision"][at[0.5]] == pytest.approx(2 / 3) and a["recall"][at[0.5]] == pytest.approx(2 / 3)
+    # All classes pooled: at 0.5 TP 3 (A 2, W 1), FP 1, FN 1 -> F1 0.75; at 0.51 W's detection is gone.
+    assert pooled["f1"][at[0.5]] == pytest.approx(0.75) and pooled["f1"][at[0.51]] == pytest.approx(4 / 7)
+    assert pooled["f1"][at[0.3]] == pytest.approx(2 * 0.6 * 0.75 / 1.35)  # TP 3, FP 2, FN 1
+    # Best F1: A's 2/3 holds on 0.41..0.60, the pooled 0.75 on 0.41..0.50; ties go to the one nearest 0.3.
+    assert curves.best["A"] == pytest.approx({"score_threshold": 0.41, "f1": 2 / 3, "precision": 2 / 3,
+                                              "recall": 2 / 3})
+    assert curves.best["all classes"]["score_threshold"] == 0.41 and curves.best["W"]["score_threshold"] == 0.3
+    assert curves.lowest_prediction_score == 0.4 and curves.best_threshold_note.startswith("chosen on these")
+    nearer = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.55).f1_curves
+    assert 0.55 in nearer.score_thresholds and nearer.best["A"]["score_threshold"] == 0.55
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_f1_curve_equals_matching_again_at_each_threshold(seed):
+    """One matching serves every threshold: each point equals the table of an evaluation at that threshold."""
+    ground_truth, predictions = generated_case(seed)
+    curves = detection.evaluate_detection(ground_truth, predictions, score_threshold=0.3).f1_curves
+    for threshold in (0.0, 0.2, 0.45, 0.7, 0.95):
+        again = detection.evaluate_detection(ground_truth, predictions, score_threshold=threshold).per_class
+        position = curves.score_thresholds.index(threshold)
+        for name, values in again.items():
+            point = {key: curves.per_class[name][key][position] for key in ("tp", "fp", "fn", "f1")}
+            assert point == pytest.approx({key: values[key] for key in ("tp", "fp", "fn", "f1")}), (name, threshold)
+        pooled = [sum(values[key] for values in again.values()) for key in ("tp", "fp", "fn")]
+        assert [curves.per_class["all classes"][key][position] for key in ("tp", "fp", "fn")] == pooled
+
+
 def test_no_predictions_gives_zero_map_and_all_misses():
     ground_truth, _ = generated_case(4)
     evaluation = detection.evaluate_detection(ground_truth, [])
@@ -251,7 +302,8 @@ def test_json_dict_is_strict_json_and_plots_are_written(tmp_path):
     evaluation = detection.evaluate_detection(ground_truth, predictions, classes=["platelet", "unused"])
     text = json.dumps(evaluation.to_json_dict(), allow_nan=False)
     assert json.loads(text)["per_class"]["unused"]["ap50"] is None
-    for plot in (detection.plot_per_class_ap, detection.plot_pr_curves, detection.plot_confusion_matrix):
+    for plot in (detection.plot_per_class_ap, detection.plot_pr_curves, detection.plot_confusion_matrix,
+                 detection.plot_f1_curve):
         path = plot(evaluation, tmp_path / f"{plot.__name__}.png")
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -298,6 +350,9 @@ def test_command_json_equals_the_function(tmp_path):
                                             iou_threshold=0.6).to_json_dict()
     assert printed == expected
     assert printed["thresholds"]["iou_threshold"] == 0.6 and "débris" in printed["per_class"]
+    curves = printed["f1_curves"]  # the F1 curve travels in the JSON, at the command's thresholds
+    assert curves["iou_threshold"] == 0.6 and 0.4 in curves["score_thresholds"]
+    assert set(curves["per_class"]) == set(printed["classes"]) | {"all classes"}
 
 
 def test_command_table_and_user_error(tmp_path):
@@ -451,7 +506,8 @@ def test_count_plots_are_written_for_edge_cases(tmp_path):
     for name, evaluation in (("three", detection.evaluate_detection(ground_truth, predictions)),
                              ("one", detection.evaluate_detection(single, predictions[:3])),
                              ("none", detection.evaluate_detection({"c.png": ground_truth["c.png"]}, []))):
-        for plot in (detection.plot_count_scatter, detection.plot_bland_altman):
+        for plot in (detection.plot_count_scatter, detection.plot_bland_altman, detection.plot_f1_curve,
+                     detection.plot_confusion_matrix):
             path = plot(evaluation, tmp_path / f"{name}_{plot.__name__}.png")
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

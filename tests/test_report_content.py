@@ -183,3 +183,29 @@ def test_sample_size_warning_threshold():
 def test_most_confused_pair_and_no_confusion():
     assert classification_reports.most_confused(["A", "B"], [[3, 0], [5, 1]]) == "Most confused: B taken for A (5 times)."
     assert classification_reports.most_confused(["A", "B"], [[3, 0], [0, 1]]) == "No image was given a wrong class."
+
+
+def test_detection_qc_report_answers_each_question_with_its_figure_and_caption(detection_run):
+    run, config, dataset = detection_run
+    result = detection_result(run, config, dataset, list(dataset.classes))
+    plots = {"pr_curves": detection_qc.plot_pr_curves, "f1_curve": detection_qc.plot_f1_curve,
+             "confusion_matrix": detection_qc.plot_confusion_matrix}
+    result.plots = {name: plot(result.evaluation, result.output_dir / f"{name}.png") for name, plot in plots.items()}
+    path = detection_reports.qc_report(result)
+    pages = pages_of(path)
+    text = " ".join(pages)
+    threshold = f"{config.score_threshold:g}"
+    # Every detection is an annotated box scored 0.9: F1 is 1 up to 0.9, so the best is the threshold in use.
+    assert (f"All classes together: F1 1.00 at the score threshold in use ({threshold}); the best F1 is 1.00 at score "
+            f"threshold {threshold} (precision 1.00, recall 1.00), chosen on these QC images (optimistic)") in text
+    captions = ("the dot is where the threshold in use puts you",
+                "the dashed red line is the threshold in use and the star the best F1",
+                "the last column counts annotated objects the model missed, the last row counts detections where "
+                "nothing was annotated")
+    figure_pages = pypdf.PdfReader(str(path)).pages
+    for question, caption in zip(("How precise is the model at each level of recall?", "Which score threshold?",
+                                  "Which classes are confused, missed or falsely detected?"), captions):
+        assert position(text, question) < position(text, caption) < position(text, "Glossary")
+        page = next(index for index, page_text in enumerate(pages) if question in page_text)
+        assert len(figure_pages[page].images) >= 1, question  # the figure sits on its question's page
+    assert position(text, "Which classes are confused") < position(text, "Counts: predicted vs annotated")

@@ -192,6 +192,7 @@ def evaluate_run(run: runs.RunFolder, test_images: str = "", test_annotations: s
     result.plots = {
         "per_class_ap": detection_qc.plot_per_class_ap(evaluation, output_dir / "per_class_ap.png"),
         "pr_curves": detection_qc.plot_pr_curves(evaluation, output_dir / "pr_curves.png"),
+        "f1_curve": detection_qc.plot_f1_curve(evaluation, output_dir / "f1_curve.png"),
         "confusion_matrix": detection_qc.plot_confusion_matrix(evaluation, output_dir / "confusion_matrix.png"),
         "count_scatter": detection_qc.plot_count_scatter(evaluation, output_dir / "count_scatter.png"),
         "count_bland_altman": detection_qc.plot_bland_altman(evaluation, output_dir / "count_bland_altman.png"),

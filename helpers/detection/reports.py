@@ -274,6 +274,64 @@ QC_GLOSSARY = (
 )
 
 
+# One plot per question, each with a caption saying what to read from it.
+QUESTION_PLOTS = {
+    "pr_curves": ("How precise is the model at each level of recall?",
+                  "One line per class: precision (share of detections that are right) as the score threshold falls and "
+                  "recall (share of annotated objects found) rises; the dot is where the threshold in use puts you, "
+                  "and the higher and further right a line stays, the better."),
+    "f1_curve": ("Which score threshold?",
+                 "F1 (precision and recall together) at each score threshold: the dashed red line is the threshold in "
+                 "use and the star the best F1; a flat top means the threshold matters little."),
+    "confusion_matrix": ("Which classes are confused, missed or falsely detected?",
+                         "Rows: annotated class; the last column counts annotated objects the model missed, the last "
+                         "row counts detections where nothing was annotated, and off-diagonal class cells count "
+                         "objects found with the wrong class (colour: share of the row)."),
+}
+
+
+def best_f1_sentence(curves: Any) -> str:
+    """The best F1 threshold (all classes) against the one in use, stated as chosen on these images."""
+    from helpers.qc import detection as detection_qc
+
+    pooled, best = curves.per_class[detection_qc.ALL_CLASSES], curves.best[detection_qc.ALL_CLASSES]
+    in_use = pooled["f1"][curves.score_thresholds.index(curves.score_threshold)]
+    return (f"All classes together: F1 {in_use:.2f} at the score threshold in use ({curves.score_threshold:g}); "
+            f"the best F1 is {best['f1']:.2f} at score threshold {best['score_threshold']:g} (precision "
+            f"{best['precision']:.2f}, recall {best['recall']:.2f}), {curves.best_threshold_note}. The threshold in use is "
+            f"the run's score_threshold setting.")
+
+
+QUESTION_FIGURE_WIDTH_MM = 140
+CAPTION_AND_PARAGRAPH_MM = 30  # room kept below a question's heading besides its figure
+
+
+def _figure_height_mm(document: Any, path: pathlib.Path, width_mm: float) -> float:
+    """The height ``document.figure`` gives the PNG at ``path`` (0 when it is missing)."""
+    from PIL import Image
+
+    if not pathlib.Path(path).is_file():
+        return 0.0
+    with Image.open(path) as image:
+        return min(width_mm, document.text_width_mm) * image.size[1] / image.size[0]
+
+
+def _threshold_and_confusion_section(document: Any, result: Any) -> None:
+    """The PR curves, the F1 curve (with the best threshold in words) and the confusion matrix, one per question.
+
+    Each heading starts a new page unless its figure fits below it, so no question stands alone at a page end.
+    """
+    for name, (question, caption) in QUESTION_PLOTS.items():
+        if name not in result.plots:
+            continue
+        path = result.plots[name]
+        document.heading(question, keep_with_next_mm=_figure_height_mm(document, path, QUESTION_FIGURE_WIDTH_MM)
+                         + CAPTION_AND_PARAGRAPH_MM)
+        if name == "f1_curve" and getattr(result.evaluation, "f1_curves", None) is not None:
+            document.paragraph(best_f1_sentence(result.evaluation.f1_curves))
+        document.figure(path, width_mm=QUESTION_FIGURE_WIDTH_MM, caption=caption)
+
+
 def _count_section(document: Any, result: Any) -> None:
     """Predicted vs annotated counts per image: definitions, the table, the best threshold, both plots."""
     from helpers.qc import detection as detection_qc
@@ -368,10 +426,13 @@ def qc_report(result: Any) -> pathlib.Path:
     if evaluation.unknown_classes:
         document.paragraph(f"Predicted classes absent from the annotations (not in the mean): "
                            f"{', '.join(evaluation.unknown_classes)}.")
+    if "per_class_ap" in result.plots:
+        document.figure(result.plots["per_class_ap"], width_mm=150)
+    _threshold_and_confusion_section(document, result)
     if evaluation.count_agreement is not None:
         _count_section(document, result)
-    for name, path in result.plots.items():
-        if name not in COUNT_PLOTS:
+    for name, path in result.plots.items():  # a plot added later is shown even before it has a section
+        if name not in COUNT_PLOTS and name not in QUESTION_PLOTS and name != "per_class_ap":
             document.figure(path, width_mm=150)
     document.heading("Examples: image, prediction, annotation")
     for filename in sorted(result.image_paths)[:3]:

@@ -40,6 +40,12 @@ What is scored, and how (every number comes with its thresholds):
   detection to (background, class). Detections ignored because of a difficult box are not counted.
 * **Precision-recall curves** per class are COCOeval's interpolated precision at IoU 0.5
   (``eval['precision'][0, :, k, 0, -1]``) against its 101 recall thresholds.
+* **F1 against score threshold** (``F1Curves``): precision, recall and F1 per class and for all
+  classes pooled at score thresholds 0, 0.01, ..., 1 and the one in use, by the same greedy
+  matching as TP/FP/FN (so the curve at the threshold in use is the table's F1). One matching of
+  every detection serves every threshold: greedy matching in decreasing score order decides each
+  detection from the ones above it only. Unlike COCOeval's curves, there is no ``max_detections``
+  cap. The threshold with the best F1 is named, chosen on these images (optimistic).
 * **Count agreement** (``CountAgreement``) compares, per image and class, the predicted count
   (detections with score >= ``score_threshold``, ``helpers.prediction_formats.count_per_image``,
   the function that writes ``counts.csv``) with the annotated count (non-difficult boxes, as
@@ -67,16 +73,14 @@ import collections
 import contextlib
 import dataclasses
 import io
-import logging
 import math
 import pathlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from helpers import errors, figures, images, prediction_formats, tables, voc
+from helpers import annotation_formats, errors, figures, prediction_formats, tables, voc
 
-LOGGER = logging.getLogger(__name__)
 BACKGROUND = "background"
 MAP_DESCRIPTION = "COCO IoU 0.50:0.05:0.95, area all"
 PR_CURVE_IOU = 0.5
@@ -84,6 +88,8 @@ EXAMPLES_IN_ERRORS = 5
 COUNT_THRESHOLD_GRID = tuple(round(0.05 * step, 2) for step in range(1, 20))  # 0.05, 0.10, ..., 0.95
 LIMITS_OF_AGREEMENT_Z = 1.96  # Bland & Altman: bias +- 1.96 SD holds ~95 % of differences (normal)
 BEST_THRESHOLD_NOTE = "chosen on these QC images (optimistic)"
+F1_CURVE_THRESHOLDS = tuple(round(0.01 * step, 2) for step in range(101))  # 0.00, 0.01, ..., 1.00
+ALL_CLASSES = "all classes"
 
 
 @dataclasses.dataclass
@@ -170,6 +176,42 @@ class CountAgreement:
 
 
 @dataclasses.dataclass
+class F1Curves:
+    """Precision, recall and F1 against the score threshold, per class and for all classes pooled.
+
+    Every point is what the per-class table would show at that score threshold: the same greedy
+    matching at ``iou_threshold`` (module docstring). It is computed from one matching of every
+    detection: greedy matching takes detections in order of decreasing score, and each one's outcome
+    depends only on the detections scored above it, so the detections above a threshold t get the
+    same outcome whether or not those below t are present. Counting outcomes with score >= t is
+    therefore matching at t (ties in score are never split: they are all above t or all below).
+
+    Attributes:
+        iou_threshold: lowest IoU of a match.
+        score_threshold: the threshold in use (also in ``score_thresholds``).
+        score_thresholds: [T] ascending: ``F1_CURVE_THRESHOLDS`` and the threshold in use.
+        per_class: class -> {"precision", "recall", "f1": [T] floats, "tp", "fp", "fn": [T] ints}
+            (precision/recall/F1 0 when undefined), ``DetectionEvaluation.classes`` order, plus
+            ``ALL_CLASSES`` last: TP, FP and FN summed over classes (a micro average, like the
+            report's headline "found / false").
+        best: class or ``ALL_CLASSES`` -> {"score_threshold", "f1", "precision", "recall"}: the
+            highest F1 of the curve (ties: the threshold closest to the one in use, then the lower),
+            chosen on these images (``best_threshold_note``).
+        best_threshold_note: ``BEST_THRESHOLD_NOTE``.
+        lowest_prediction_score: lowest score among the predictions (None without any): thresholds
+            at or below it all give the same point.
+    """
+
+    iou_threshold: float
+    score_threshold: float
+    score_thresholds: list[float]
+    per_class: dict[str, dict[str, list]]
+    best: dict[str, dict[str, float]]
+    best_threshold_note: str
+    lowest_prediction_score: float | None
+
+
+@dataclasses.dataclass
 class DetectionEvaluation:
     """Scores of predictions against ground truth; see the module docstring for the definitions.
 
@@ -186,6 +228,7 @@ class DetectionEvaluation:
             only for classes with ground truth.
         number_of_images: ground-truth images evaluated (empty annotations included).
         count_agreement: predicted vs annotated counts per image (``CountAgreement``).
+        f1_curves: precision, recall and F1 against the score threshold (``F1Curves``).
     """
 
     map50: float
@@ -199,6 +242,7 @@ class DetectionEvaluation:
     pr_curves: dict[str, dict[str, list[float]]]
     number_of_images: int
     count_agreement: CountAgreement | None = None
+    f1_curves: F1Curves | None = None
 
     @property
     def confusion_matrix_labels(self) -> list[str]:
@@ -215,70 +259,9 @@ class DetectionEvaluation:
 # ---------------------------------------------------------------- loading and matching
 
 
-def _image_name(annotation: voc.VocAnnotation, path: pathlib.Path, images_dir: pathlib.Path | None) -> str:
-    """The image an annotation describes: ``<filename>`` without folders, else the image found, else the XML stem."""
-    if annotation.filename:
-        return pathlib.PureWindowsPath(annotation.filename).name
-    if images_dir is not None:
-        for candidate in images.list_images(images_dir):
-            if candidate.stem == path.stem:
-                return candidate.name
-    return path.stem
-
-
-def load_ground_truth(annotations_dir: str | pathlib.Path,
-                      images_dir: str | pathlib.Path | None = None) -> dict[str, voc.VocAnnotation]:
-    """Read every VOC file of a folder as ground truth, keyed by image file name.
-
-    Boxes with zero or negative area are left out (with a warning on the log): no detection
-    can ever match them (pycocotools' IoU with them is 0), as the dataset doctor drops them
-    for training. Everything else is kept as written. XML files without objects are kept:
-    their images count, and detections on them are false positives.
-
-    Args:
-        annotations_dir: folder of PASCAL VOC ``.xml`` files (not recursive; hidden files skipped),
-            or one COCO or BBBC041 ``.json`` file (``helpers.annotation_formats.load_ground_truth``).
-        images_dir: where images are looked up for XMLs without ``<size>`` or ``<filename>``.
-
-    Returns:
-        image file name (``<filename>`` without folders; the XML stem when it is empty) ->
-        annotation with ``filename`` set to that key and ``path`` to the XML.
-
-    Raises:
-        DatasetError: the folder is missing or holds no XML, a file cannot be read, or two
-            XML files describe the same image.
-    """
-    folder = pathlib.Path(annotations_dir)
-    if folder.is_file():
-        from helpers import annotation_formats
-
-        return annotation_formats.load_ground_truth(folder, images_dir)
-    if not folder.is_dir():
-        raise errors.DatasetError(f"{folder}: ground-truth folder not found. Give the folder of PASCAL VOC .xml files "
-                                  "or a COCO / BBBC041 .json file.")
-    paths = sorted(path for path in folder.iterdir()
-                   if path.is_file() and path.suffix.lower() == ".xml" and not path.name.startswith("."))
-    if not paths:
-        raise errors.DatasetError(f"{folder}: no .xml files in the ground-truth folder. "
-                                  "Give the folder holding the PASCAL VOC annotations.")
-    images_folder = None if images_dir is None else pathlib.Path(images_dir)
-    ground_truth: dict[str, voc.VocAnnotation] = {}
-    dropped = []
-    for path in paths:
-        annotation = voc.read_voc(path, images_dir=images_folder)
-        name = _image_name(annotation, path, images_folder)
-        if name in ground_truth:
-            raise errors.DatasetError(f"{path}: describes image {name!r}, as {ground_truth[name].path} does. "
-                                      "Remove one of the two files, or fix its <filename>.")
-        usable = [obj.xmax > obj.xmin and obj.ymax > obj.ymin for obj in annotation.objects]
-        kept = [obj for obj, keep in zip(annotation.objects, usable) if keep]
-        dropped.extend(f"{path.name} object {index + 1}" for index, keep in enumerate(usable) if not keep)
-        ground_truth[name] = dataclasses.replace(annotation, filename=name, objects=kept)
-    if dropped:
-        examples = ", ".join(dropped[:EXAMPLES_IN_ERRORS]) + (" ..." if len(dropped) > EXAMPLES_IN_ERRORS else "")
-        LOGGER.warning("%d ground-truth box(es) with zero or negative area left out (no detection can match them): %s",
-                       len(dropped), examples)
-    return ground_truth
+# The one ground-truth reader (VOC folders and COCO / BBBC041 files) lives in the shared layer; this
+# name is kept because callers (``python -m helpers.qc``, notebooks' helpers) use ``detection.load_ground_truth``.
+load_ground_truth = annotation_formats.load_ground_truth
 
 
 def _stem_lookup(ground_truth: Mapping[str, voc.VocAnnotation]) -> dict[str, str | None]:
@@ -478,38 +461,119 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
-def _counts_and_confusion(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
-                          names: Sequence[str], score_threshold: float,
-                          iou_threshold: float) -> tuple[dict[str, dict], list[list[int]]]:
-    """Per-class TP/FP/FN/precision/recall/F1 and the (N+1)x(N+1) confusion matrix."""
+def _class_outcomes(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
+                    names: Sequence[str], iou_threshold: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every detection matched once (``_greedy_match``, same class), whatever its score.
+
+    Returns:
+        class -> (scores float [D], true_positive bool [D]) of the class's detections that are not
+        ignored (a detection ignored for a difficult box is in neither). Those with score >= t
+        are exactly the outcomes of matching at score threshold t (``F1Curves``).
+    """
+    by_image: dict[str, list[prediction_formats.Detection]] = {name: [] for name in ground_truth}
+    for prediction in predictions:
+        by_image[prediction.filename].append(prediction)
+    outcomes: dict[str, list[tuple[float, bool]]] = {name: [] for name in names}
+    for filename, annotation in ground_truth.items():
+        matched, _ = _greedy_match(by_image[filename], annotation.objects, iou_threshold, same_class=True)
+        for detection, obj in matched:
+            outcomes[detection.class_name].append((float(detection.score), obj is not None))
+    return {name: (np.array([score for score, _ in pairs], np.float64), np.array([hit for _, hit in pairs], bool))
+            for name, pairs in outcomes.items()}
+
+
+def _box_counts(ground_truth: Mapping[str, voc.VocAnnotation], names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """class -> {"ground_truth_boxes": non-difficult boxes, "difficult_boxes": difficult ones}."""
+    counts = {name: {"ground_truth_boxes": 0, "difficult_boxes": 0} for name in names}
+    for annotation in ground_truth.values():
+        for obj in annotation.objects:
+            counts[obj.name]["difficult_boxes" if obj.difficult else "ground_truth_boxes"] += 1
+    return counts
+
+
+def _rates(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(precision, recall, F1) of count arrays of one shape; 0 where undefined (scikit-learn's zero_division=0)."""
+    tp, fp, fn = (np.asarray(values, np.float64) for values in (tp, fp, fn))
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return precision, recall, f1
+
+
+def _counts_above(outcomes: tuple[np.ndarray, np.ndarray], ground_truth_boxes: int,
+                  thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(TP, FP, FN) int [T] of one class's outcomes at each score threshold (score >= threshold)."""
+    scores, hits = outcomes
+    above = scores[None, :] >= np.asarray(thresholds, np.float64)[:, None]  # [T, D]
+    true_positives = (above & hits[None, :]).sum(axis=1)
+    return true_positives, (above & ~hits[None, :]).sum(axis=1), ground_truth_boxes - true_positives
+
+
+def _per_class_counts(outcomes: Mapping[str, tuple[np.ndarray, np.ndarray]], boxes: Mapping[str, dict[str, int]],
+                      score_threshold: float) -> dict[str, dict]:
+    """Per-class TP/FP/FN/precision/recall/F1 at ``score_threshold``, with the box counts."""
+    figures_by_class = {}
+    for name, counts in boxes.items():
+        tp, fp, fn = (int(values[0]) for values in _counts_above(outcomes[name], counts["ground_truth_boxes"],
+                                                                 [score_threshold]))
+        precision, recall, f1 = (float(values) for values in _rates(tp, fp, fn))
+        figures_by_class[name] = {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn,
+                                  **counts}
+    return figures_by_class
+
+
+def _confusion(ground_truth: Mapping[str, voc.VocAnnotation], predictions: Sequence[prediction_formats.Detection],
+               names: Sequence[str], score_threshold: float, iou_threshold: float) -> list[list[int]]:
+    """The (N+1)x(N+1) class-agnostic confusion matrix at the thresholds (module docstring)."""
     by_image: dict[str, list[prediction_formats.Detection]] = {name: [] for name in ground_truth}
     for prediction in predictions:
         if prediction.score >= score_threshold:
             by_image[prediction.filename].append(prediction)
-    counts = {name: {"tp": 0, "fp": 0, "fn": 0, "ground_truth_boxes": 0, "difficult_boxes": 0} for name in names}
     index = {name: position for position, name in enumerate(names)}
     background = len(names)
     matrix = np.zeros((len(names) + 1, len(names) + 1), dtype=np.int64)
     for filename, annotation in ground_truth.items():
-        for obj in annotation.objects:
-            counts[obj.name]["difficult_boxes" if obj.difficult else "ground_truth_boxes"] += 1
-        outcomes, unmatched = _greedy_match(by_image[filename], annotation.objects, iou_threshold, same_class=True)
-        for detection, obj in outcomes:
-            counts[detection.class_name]["tp" if obj is not None else "fp"] += 1
-        for obj in unmatched:
-            counts[obj.name]["fn"] += 1
         outcomes, unmatched = _greedy_match(by_image[filename], annotation.objects, iou_threshold, same_class=False)
         for detection, obj in outcomes:
             matrix[background if obj is None else index[obj.name], index[detection.class_name]] += 1
         for obj in unmatched:
             matrix[index[obj.name], background] += 1
-    figures = {}
-    for name, values in counts.items():
-        precision = _ratio(values["tp"], values["tp"] + values["fp"])
-        recall = _ratio(values["tp"], values["tp"] + values["fn"])
-        figures[name] = {"precision": precision, "recall": recall,
-                         "f1": _ratio(2 * precision * recall, precision + recall), **values}
-    return figures, matrix.tolist()
+    return matrix.tolist()
+
+
+def _best_of(thresholds: Sequence[float], values: Sequence[float], in_use: float) -> tuple[float, float]:
+    """(threshold, value) with the lowest value; ties (to 12 digits): closest to ``in_use``, then the lower."""
+    _, _, threshold, value = min((round(value, 12), abs(threshold - in_use), threshold, value)
+                                 for threshold, value in zip(thresholds, values))
+    return threshold, value
+
+
+def f1_curves(outcomes: Mapping[str, tuple[np.ndarray, np.ndarray]], boxes: Mapping[str, dict[str, int]],
+              score_threshold: float, iou_threshold: float, lowest_score: float | None) -> F1Curves:
+    """Precision, recall and F1 at every threshold of ``F1_CURVE_THRESHOLDS`` and the one in use (``F1Curves``).
+
+    Args:
+        outcomes: ``_class_outcomes`` of the evaluation (every detection matched once).
+        boxes: ``_box_counts``: class -> non-difficult ("ground_truth_boxes") and difficult boxes.
+        score_threshold: the threshold in use; iou_threshold: the matching's.
+        lowest_score: lowest prediction score (None without predictions).
+    """
+    thresholds = sorted(set(F1_CURVE_THRESHOLDS) | {float(score_threshold)})
+    counts = {name: _counts_above(outcomes[name], boxes[name]["ground_truth_boxes"], thresholds) for name in boxes}
+    zeros = np.zeros(len(thresholds), np.int64)
+    counts[ALL_CLASSES] = tuple(sum((counts[name][part] for name in boxes), zeros) for part in range(3))
+    per_class, best = {}, {}
+    for name, (tp, fp, fn) in counts.items():
+        precision, recall, f1 = _rates(tp, fp, fn)
+        per_class[name] = {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                           "tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist()}
+        threshold, negative_f1 = _best_of(thresholds, (-f1).tolist(), float(score_threshold))
+        position = thresholds.index(threshold)
+        best[name] = {"score_threshold": threshold, "f1": -negative_f1, "precision": float(precision[position]),
+                      "recall": float(recall[position])}
+    return F1Curves(iou_threshold=float(iou_threshold), score_threshold=float(score_threshold),
+                    score_thresholds=thresholds, per_class=per_class, best=best,
+                    best_threshold_note=BEST_THRESHOLD_NOTE, lowest_prediction_score=lowest_score)
 
 
 # ---------------------------------------------------------------- counts per image
@@ -575,10 +639,7 @@ def _summed_mae(annotated: Mapping[str, Mapping[str, int]], predicted: Mapping[s
 
 def _best_threshold(scan: dict[str, list[float]], in_use: float) -> tuple[float, float]:
     """(threshold, summed MAE) with the lowest summed MAE; ties: closest to ``in_use``, then the lower."""
-    candidates = [(round(error, 12), abs(threshold - in_use), threshold, error)
-                  for threshold, error in zip(scan["score_thresholds"], scan["summed_mean_absolute_error"])]
-    _, _, threshold, error = min(candidates)
-    return threshold, error
+    return _best_of(scan["score_thresholds"], scan["summed_mean_absolute_error"], in_use)
 
 
 def _merge_effect(annotated: Mapping[str, Mapping[str, int]], predictions: Sequence[prediction_formats.Detection],
@@ -761,15 +822,19 @@ def evaluate_detection(ground_truth: Mapping[str, voc.VocAnnotation], prediction
         maps, aps, curves = _coco_figures(evaluator, names)
     else:  # nothing annotated and nothing predicted: COCOeval has no category to score
         maps, aps, curves = {"map50_95": math.nan, "map50": math.nan, "map75": math.nan}, {}, {}
-    counts, matrix = _counts_and_confusion(ground_truth, predictions, names, score_threshold, iou_threshold)
+    outcomes, boxes = _class_outcomes(ground_truth, predictions, names, iou_threshold), _box_counts(ground_truth, names)
+    counts = _per_class_counts(outcomes, boxes, score_threshold)
+    matrix = _confusion(ground_truth, predictions, names, score_threshold, iou_threshold)
     per_class = {name: {**aps[name], **counts[name]} for name in names}
+    curves_by_threshold = f1_curves(outcomes, boxes, score_threshold, iou_threshold,
+                                    min((float(p.score) for p in predictions), default=None))
     count_agreement = evaluate_counts(ground_truth, predictions, names, score_threshold, merge_iou=count_merge_iou)
     thresholds = {"iou_threshold": float(iou_threshold), "score_threshold": float(score_threshold),
                   "max_detections": int(max_detections), "map": MAP_DESCRIPTION}
     return DetectionEvaluation(map50=maps["map50"], map50_95=maps["map50_95"], map75=maps["map75"],
                                per_class=per_class, thresholds=thresholds, unknown_classes=unknown, classes=names,
                                confusion_matrix=matrix, pr_curves=curves, number_of_images=len(ground_truth),
-                               count_agreement=count_agreement)
+                               count_agreement=count_agreement, f1_curves=curves_by_threshold)
 
 
 def summary_table(evaluation: DetectionEvaluation) -> str:
@@ -825,44 +890,120 @@ def plot_per_class_ap(evaluation: DetectionEvaluation, path: str | pathlib.Path)
 
 
 def plot_pr_curves(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
-    """Save COCOeval's interpolated precision-recall curve at IoU 0.5 for each class; the PNG path."""
+    """Save COCOeval's interpolated precision-recall curve at IoU 0.5 per class, the threshold in use marked; the PNG path.
+
+    A dot per class marks the table's precision and recall at the score threshold in use.
+    """
     figure = figures.new_figure(6, 5)
     axes = figure.add_subplot()
     colours = figures.class_colours(evaluation.classes)
     for name, curve in evaluation.pr_curves.items():
-        axes.plot(curve["recall"], curve["precision"], color=np.array(colours[name]) / 255,
+        colour = np.array(colours[name]) / 255
+        axes.plot(curve["recall"], curve["precision"], color=colour,
                   label=f"{name} (AP50 {evaluation.per_class[name]['ap50']:.2f})")
-    if not evaluation.pr_curves:
-        axes.text(0.5, 0.5, "no class has ground-truth boxes", ha="center", va="center")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1.05)
-    axes.set_xlabel("recall")
-    axes.set_ylabel("precision")
-    axes.set_title(f"Precision-recall per class at IoU {PR_CURVE_IOU} (COCO protocol)", fontsize=10)
+        values = evaluation.per_class[name]
+        axes.plot(values["recall"], values["precision"], "o", color=colour, markeredgecolor="black", zorder=3)
     if evaluation.pr_curves:
-        axes.legend(loc="lower left")
+        axes.plot([], [], "o", color="white", markeredgecolor="black",
+                  label=f"at score ≥ {evaluation.thresholds['score_threshold']:g} (in use)")
+        axes.legend(loc="lower left", fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no class has ground-truth boxes", ha="center", va="center")
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("recall (share of annotated objects found)")
+    axes.set_ylabel("precision (share of detections that are right)")
+    axes.set_title(f"Precision-recall per class at IoU {PR_CURVE_IOU} (COCO protocol)", fontsize=10)
     return figures.save_figure(figure, path)
 
 
+def _mark_threshold_in_use(axes, curves: F1Curves, label: bool) -> None:
+    """The vertical line at the threshold in use (labelled with the pooled F1 there when ``label``) and the shading
+    of thresholds at or below the lowest prediction score (the predictions were cut there)."""
+    lowest = curves.lowest_prediction_score
+    if lowest is not None and lowest > 0:
+        axes.axvspan(0, min(1.0, lowest), color="0.9", zorder=0,
+                     label=f"at or below the lowest score kept ({lowest:.2g}): all alike" if label else None)
+    axes.axvline(curves.score_threshold, color="tab:red", linestyle="--", linewidth=1.2)
+    if label:
+        f1 = curves.per_class[ALL_CLASSES]["f1"][curves.score_thresholds.index(curves.score_threshold)]
+        axes.annotate(f"in use: {curves.score_threshold:g}\n(F1 {f1:.2f})", (curves.score_threshold, 1.04),
+                      xytext=(4, -2), textcoords="offset points", ha="left", va="top", fontsize=8, color="tab:red",
+                      bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+
+
+def plot_f1_curve(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
+    """Save F1 against score threshold per class and for all classes, threshold in use and best F1 marked; the PNG path.
+
+    Top panel: F1 per class and all classes pooled, a star at each best F1. Bottom panel: pooled
+    precision and recall, what the threshold trades. Classes without ground-truth boxes are left
+    out (their F1 is 0 at every threshold; their detections are in "all classes").
+    """
+    curves = evaluation.f1_curves
+    figure = figures.new_figure(7, 6.2)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2.2, 1))
+    thresholds, colours = curves.score_thresholds, figures.class_colours(evaluation.classes)
+    shown = [name for name in evaluation.classes if evaluation.per_class[name]["ground_truth_boxes"] > 0]
+    for name in shown + [ALL_CLASSES] * (len(shown) != 1):
+        best = curves.best[name]
+        colour, width = ("black", 2.2) if name == ALL_CLASSES else (np.array(colours[name]) / 255, 1.5)
+        top.plot(thresholds, curves.per_class[name]["f1"], color=colour, linewidth=width,
+                 label=f"{name}: best F1 {best['f1']:.2f} at {best['score_threshold']:g}")
+        top.plot(best["score_threshold"], best["f1"], "*", color=colour, markersize=11, markeredgecolor="black",
+                 zorder=4)
+    pooled = curves.per_class[ALL_CLASSES]
+    bottom.plot(thresholds, pooled["precision"], color="tab:purple", label="precision")
+    bottom.plot(thresholds, pooled["recall"], color="tab:olive", linestyle="--", label="recall")
+    for axes, label in ((top, True), (bottom, False)):
+        _mark_threshold_in_use(axes, curves, label)
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1.05)
+    top.set_ylabel("F1")
+    bottom.set_ylabel("all classes")
+    bottom.set_xlabel("score threshold (detections with a lower score are dropped)")
+    bottom.legend(loc="lower left", fontsize=8)
+    top.set_title(f"F1 against score threshold, IoU ≥ {curves.iou_threshold:g}   "
+                  "(★ = best F1, chosen on these images: optimistic)", fontsize=10)
+    figure.legend(*top.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncol=2, frameon=False)
+    return figures.save_figure(figure, path)
+
+
+def _confusion_labels(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(row labels, column labels): the classes, then background in plain words."""
+    return (list(names) + ["nothing annotated\n(false detection)"], list(names) + ["not detected\n(missed)"])
+
+
 def plot_confusion_matrix(evaluation: DetectionEvaluation, path: str | pathlib.Path) -> pathlib.Path:
-    """Save the detection confusion matrix (counts, background row/column); the PNG path."""
-    labels = evaluation.confusion_matrix_labels
-    matrix = np.asarray(evaluation.confusion_matrix)
-    size = 2.5 + 0.7 * len(labels)
-    figure = figures.new_figure(size + 1, size)
+    """Save the detection confusion matrix: counts in every cell, colour = share of its row; the PNG path.
+
+    Rows are annotated classes plus "nothing annotated" (false detections), columns predicted
+    classes plus "not detected" (misses). The bottom-right cell has no meaning (nothing annotated,
+    nothing detected) and is left blank.
+    """
+    matrix = np.asarray(evaluation.confusion_matrix, dtype=np.int64)
+    rows, columns = _confusion_labels(evaluation.classes)
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    shares[-1, -1] = np.nan
+    size = 2.4 + 0.65 * len(rows)
+    figure = figures.new_figure(size + 1.6, size)
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes, shrink=0.8, label="boxes")
-    threshold = matrix.max() / 2 if matrix.size else 0
+    image = axes.imshow(np.ma.masked_invalid(shares), cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="share of the row")
     for (row, column), value in np.ndenumerate(matrix):
-        axes.text(column, row, str(value), ha="center", va="center",
-                  color="white" if value > threshold else "black", fontsize=9)
-    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axes.set_yticks(range(len(labels)), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("annotated")
-    axes.set_title(f"Detection confusion matrix\nIoU >= {evaluation.thresholds['iou_threshold']}, score >= "
-                   f"{evaluation.thresholds['score_threshold']} (class-agnostic matching)", fontsize=10)
+        if row == column == len(rows) - 1:
+            continue
+        axes.text(column, row, str(value), ha="center", va="center", fontsize=10,
+                  color="white" if shares[row, column] > 0.6 else "black")
+    edge = len(rows) - 1.5  # a line between the classes and "nothing annotated" / "not detected"
+    axes.axhline(edge, color="0.3", linewidth=1)
+    axes.axvline(edge, color="0.3", linewidth=1)
+    axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=9)
+    axes.set_yticks(range(len(rows)), rows, fontsize=9)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("annotated class")
+    axes.set_title(f"Detection confusion matrix (boxes)\nIoU ≥ {evaluation.thresholds['iou_threshold']:g}, score ≥ "
+                   f"{evaluation.thresholds['score_threshold']:g}, any class may match", fontsize=10)
     return figures.save_figure(figure, path)
 
 
