@@ -159,12 +159,16 @@ class Session:
         return self.pretrained
 
 
-def open_session(session_class: type, config_class: type, preset: str, form_fields: dict) -> Any:
+def open_session(session_class: type, config_class: type, preset: str, form_fields: dict,
+                 defaults_mean_preset: bool = True) -> Any:
     """``session_class(config, run)`` for the validated form (a ``config_class``) and its run folder (new or resumed).
 
     The form's input folders are checked (``session_class.require_inputs``) before the run folder is made.
+    ``defaults_mean_preset``: the notebooks' rule (``helpers.config.config_from_form``); the command line
+    (``helpers.cli``) passes False, since its YAML file holds the chosen preset's values, not the default's.
     """
-    config = config_module.config_from_form(config_class, preset, defaults_mean_preset=True, **form_fields)
+    config = config_module.config_from_form(config_class, preset, defaults_mean_preset=defaults_mean_preset,
+                                            **form_fields)
     session_class.require_inputs(config)
     if not config.model_path.strip():
         raise errors.ConfigError("model_path: empty. Type the folder where the run folder should be created.")

@@ -396,14 +396,14 @@ def test_a_folder_without_xml_is_one_line_naming_the_field_not_a_problem_per_ima
 
 
 def test_qc_ground_truth_from_coco_and_bbbc041(clean_coco, messy_bbbc041, caplog):
-    ground_truth = detection_qc.load_ground_truth(clean_coco[1])
+    ground_truth = annotation_formats.load_ground_truth(clean_coco[1])
     assert sorted(ground_truth) == ["a.png", "b.png", "c.png"]
     assert ground_truth["a.png"].objects[-1].difficult and ground_truth["c.png"].objects == []
     with pytest.raises(errors.DatasetError, match=r"training.json \[f.png\]: object 1 .* \(2 such problems in all\)\. Fix it in"):
-        detection_qc.load_ground_truth(messy_bbbc041[1], messy_bbbc041[0])
+        annotation_formats.load_ground_truth(messy_bbbc041[1], messy_bbbc041[0])
     good = json.loads(messy_bbbc041[1].read_text(encoding="utf-8"))[:2]
     path = _write_json(messy_bbbc041[1].with_name("test.json"), good)
-    ground_truth = detection_qc.load_ground_truth(path)
+    ground_truth = annotation_formats.load_ground_truth(path)
     assert [obj.name for obj in ground_truth["b.png"].objects] == ["ring"]  # the zero-area box is left out
     assert "zero or negative area" in caplog.text
     crowd = [obj.name for obj in ground_truth["a.png"].objects if obj.difficult]
@@ -411,7 +411,6 @@ def test_qc_ground_truth_from_coco_and_bbbc041(clean_coco, messy_bbbc041, caplog
 
 
 def test_one_ground_truth_loader_reads_a_voc_folder_and_a_coco_file_alike(tmp_path, caplog):
-    assert detection_qc.load_ground_truth is annotation_formats.load_ground_truth  # QC has no reader of its own
     boxes = [("RBC", 2, 3, 12, 23), ("WBC", 5, 5, 5, 9), ("RBC", 30, 10, 42, 18)]  # the second has zero width
     objects = [voc.VocObject(name, xmin, ymin, xmax, ymax) for name, xmin, ymin, xmax, ymax in boxes]
     voc.write_voc(voc.VocAnnotation("a.png", WIDTH, HEIGHT, 3, objects), tmp_path / "voc" / "a.xml")
@@ -432,7 +431,7 @@ def test_one_ground_truth_loader_reads_a_voc_folder_and_a_coco_file_alike(tmp_pa
 def test_a_detection_on_a_bbbc041_difficult_cell_is_neither_tp_nor_fp(tmp_path):
     entries = [bbbc041_entry("a.png", [("ring", (2, 2), (12, 12)), ("difficult", (20, 30), (30, 44))])]
     path = _write_json(tmp_path / "test.json", entries)
-    ground_truth = detection_qc.load_ground_truth(path)
+    ground_truth = annotation_formats.load_ground_truth(path)
     found = [prediction_formats.Detection("a.png", "ring", 0.9, 2, 2, 12, 12),
              prediction_formats.Detection("a.png", "ring", 0.8, 30, 20, 44, 30)]  # on the difficult cell
     evaluation = detection_qc.evaluate_detection(ground_truth, found)

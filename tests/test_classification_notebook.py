@@ -102,6 +102,22 @@ def test_qc_command_json_matches_the_notebook_qc(executed):
     assert sum(map(sum, metrics["confusion_matrix"])) == len(test_images)
 
 
+def test_model_zoo_package_validates_with_the_classes_in_output_order(executed):
+    """Section 5.3 wrote a BioImage Model Zoo package that bioimageio.spec accepts, with the held-out QC numbers."""
+    import zipfile
+
+    from helpers import model_zoo
+
+    package = executed["run"] / "bioimageio" / "ci_run.zip"
+    description = model_zoo.validate_package(package)
+    channels = [str(name) for name in description.outputs[0].axes[-1].channel_names]
+    assert channels == [model_zoo.channel_identifier(name) for name in executed["classes"]]
+    metrics = json.loads((executed["run"] / "qc" / "metrics.json").read_text(encoding="utf-8"))
+    with zipfile.ZipFile(package) as archive:
+        readme = archive.read("README.md").decode("utf-8")
+    assert f"| balanced accuracy | {metrics['balanced_accuracy']:.3f} |" in readme and "held-out test folder" in readme
+
+
 def test_executed_notebook_passes_nbval_lax(executed):
     completed = nbval_lax(executed["notebook"])
     assert completed.returncode == 0, completed.stdout[-3000:]

@@ -136,6 +136,25 @@ def test_qc_command_json_matches_the_notebook_qc(executed):
     assert sum(map(sum, metrics["confusion_matrix"])) == len(test_images)
 
 
+def test_model_zoo_package_validates_with_the_grading_settings(executed):
+    """Section 5.3 wrote a BioImage Model Zoo package that bioimageio.spec accepts, decodable with grading.json."""
+    import zipfile
+
+    from helpers import model_zoo
+
+    package = executed["run"] / "bioimageio" / "ci_run.zip"
+    description = model_zoo.validate_package(package)
+    assert [str(name) for name in description.outputs[0].axes[-1].channel_names] == ["grade"]  # regression head
+    grading = json.loads((executed["run"] / "exported_model" / "grading.json").read_text(encoding="utf-8"))
+    assert description.config.model_extra["dl4cells"]["grading"] == grading
+    metrics = json.loads((executed["run"] / "qc" / "metrics.json").read_text(encoding="utf-8"))
+    with zipfile.ZipFile(package) as archive:
+        readme = archive.read("README.md").decode("utf-8")
+    assert "quadratic weighted kappa" in readme and "held-out test folder" in readme
+    if metrics["quadratic_kappa"] is not None:
+        assert f"| quadratic weighted kappa | {metrics['quadratic_kappa']:.3f} |" in readme
+
+
 def test_executed_notebook_passes_nbval_lax(executed):
     completed = nbval_lax(executed["notebook"])
     assert completed.returncode == 0, completed.stdout[-3000:]

@@ -22,6 +22,8 @@ GRADING_EXTENSION_POINTS = {
 # Shared modules that may import a task module, and why.
 SHARED_TO_TASK = {
     ("helpers.demo", "helpers.detection.demo_data"): "`make demo` runs the detection notebook on synthetic data",
+    **{("helpers.cli", f"helpers.{task}.workflow"): "the `dl4cells TASK ...` command line calls the task's notebook "
+       "steps (imported inside `cli.task_steps`, only for the task asked)" for task in TASKS},
 }
 
 

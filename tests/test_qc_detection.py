@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pycocotools import coco, cocoeval
 
-from helpers import errors, voc
+from helpers import annotation_formats, errors, voc
 from helpers.detection import dataset as detection_dataset
 from helpers import prediction_formats
 from helpers.qc import detection
@@ -321,7 +321,7 @@ def test_load_ground_truth_and_stem_matching(tmp_path):
     ground_truth, _ = generated_case(0)
     write_ground_truth_folder(tmp_path, ground_truth)
     voc.write_voc(annotation("", [box("A", 1, 1, 5, 5), box("A", 3, 3, 3, 9)]), tmp_path / "ohne_name.xml")
-    loaded = detection.load_ground_truth(tmp_path)
+    loaded = annotation_formats.load_ground_truth(tmp_path)
     assert set(loaded) == set(ground_truth) | {"ohne_name"}
     assert loaded["bild_1.png"] == ground_truth["bild_1.png"]
     assert len(loaded["ohne_name"].objects) == 1  # the zero-width box is left out
@@ -345,7 +345,7 @@ def test_command_json_equals_the_function(tmp_path):
                             "--score-threshold", "0.4", "--iou-threshold", "0.6", "--json")
     assert completed.returncode == 0, completed.stderr
     printed = json.loads(completed.stdout)  # the whole of stdout is one JSON object
-    expected = detection.evaluate_detection(detection.load_ground_truth(annotations_dir),
+    expected = detection.evaluate_detection(annotation_formats.load_ground_truth(annotations_dir),
                                             prediction_formats.read_predictions_csv(csv_path), score_threshold=0.4,
                                             iou_threshold=0.6).to_json_dict()
     assert printed == expected
@@ -393,7 +393,7 @@ def test_bccd_ground_truth_against_itself_gives_map_one(tmp_path):
     assert evaluation.map50 == pytest.approx(1.0) and evaluation.map50_95 == pytest.approx(1.0)
     assert evaluation.classes == ["Platelets", "RBC", "WBC"]
     # The command on the whole folder: zero-area boxes are left out of the ground truth, so it is 1.0 too.
-    loaded = detection.load_ground_truth(bccd / "Annotations")
+    loaded = annotation_formats.load_ground_truth(bccd / "Annotations")
     csv_path = prediction_formats.write_predictions_csv(
         [detection_of(name, obj.name, 1.0, obj.xmin, obj.ymin, obj.xmax, obj.ymax)
          for name, item in loaded.items() for obj in item.objects], tmp_path / "predictions.csv")

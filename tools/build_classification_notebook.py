@@ -6,7 +6,7 @@ only call ``helpers.classification.workflow``. Run: .venv/bin/python tools/build
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, settings_form, setup_cells, which_sections
+from notebook_cells import code, markdown, model_zoo_cells, run_folder_form, save, settings_form, setup_cells, which_sections
 
 from helpers.classification.config import ClassificationConfig
 
@@ -52,8 +52,9 @@ counts them, and finds unreadable files and identical images filed under two lab
 **What you get.** Everything is written into one *run folder* `<model_path>/<model_name>/` on your
 Drive: the settings (`config.yaml`), the split (`split.json`), the training curves
 (`history.csv`, `plots/`), checkpoints, the exported model (`exported_model/classifier.keras` and
-`label_map.json`), a **training report PDF**, a **quality-control report PDF** and the
-predictions. Your own folders are never changed.
+`label_map.json`), a **training report PDF**, a **quality-control report PDF**, the
+predictions and, from cell 5.3, the model as a BioImage Model Zoo package (`bioimageio/`) to share.
+Your own folders are never changed.
 
 **If Colab disconnects**, run the notebook again from the top with the same `model_name`: training
 resumes after the last finished epoch.
@@ -219,6 +220,8 @@ code("""
 #@title 5.2 Browse the test images: true and predicted class, scores and Grad-CAM
 browser = qc.browse()
 """)
+
+model_zoo_cells("classifier", "classification")
 
 markdown("""
 ## 6. Classify new images

@@ -217,7 +217,17 @@ Runs the model on every image of `Prediction_images` (or the test images if that
 writes, into a results folder: `predictions.csv` (one row per box), `counts.csv` (one row per
 image: the number of cells of each class and in total, at the score threshold written on each row),
 one VOC `.xml` per image (open them in LabelImg or CVAT to correct them and train again), a COCO
-results `.json`, and images with the boxes drawn. Leave `Results_folder` empty to write into the run
+results `.json`, and images with the boxes drawn. The same boxes, with class and score, are written
+for the tools you may look at your images in:
+
+| Tool | File | How to open it |
+|---|---|---|
+| QuPath | `qupath/<image>.geojson` | open the image, then *File → Import objects from file* (or drag the file onto it) |
+| Fiji / ImageJ | `imagej_rois/<image>.zip` | open the image, then drag the `.zip` onto Fiji (ROI Manager) |
+| napari | `napari/<image>_shapes.csv` | open the image, then drag the `.csv` onto napari (a shapes layer) |
+| Label Studio | `label_studio_tasks.json` + `label_studio_config.xml` | see 6.2: the boxes arrive as predictions to correct |
+
+Images without a box get no QuPath, Fiji or napari file. Leave `Results_folder` empty to write into the run
 folder. The first rows of `counts.csv` are shown below the images. Leave `Prediction_model_folder`
 empty to use the model of the run folder of 1.1, or give the run folder of another model.
 
@@ -256,14 +266,26 @@ expect to fix there. Images with many middling scores come first. It writes into
 - `annotate_next.csv`: every image, most uncertain first, with its uncertainty, its number of boxes
   at the score threshold and of middling ones (scores between 0.2 and 0.8);
 - `pre_annotations/`: one PASCAL VOC `.xml` per image for the first `Number_to_annotate` images,
-  with the model's boxes at the score threshold, ready to correct.
+  with the model's boxes at the score threshold, ready to correct;
+- `annotate_next_label_studio.json`: the same images as **Label Studio** tasks, with the boxes (and
+  their scores) as predictions to correct; `label_studio_config.xml` is the project's labeling setup.
 
 The loop, once per round:
-1. open the image folder and `pre_annotations/` in **LabelImg** (*Open Dir* = the images,
-   *Change Save Dir* = `pre_annotations`) or import the `.xml` files into **CVAT** as
-   "PASCAL VOC 1.1"; fix wrong boxes, delete false ones, draw the missed cells, save;
-2. copy each corrected image and its `.xml` into your training folders (`Training_images` and
-   `Training_annotations`); keep your test images apart;
+1. correct the boxes in one of three tools: fix wrong boxes, delete false ones, draw the missed cells:
+   - **LabelImg**: *Open Dir* = the images, *Change Save Dir* = `pre_annotations`; save;
+   - **CVAT**: create a task with the images, then *Upload annotations* as "PASCAL VOC 1.1" (a zip of
+     the `.xml` files);
+   - **Label Studio**: start it with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and
+     `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` set to the folder that *holds* your images folder (the
+     tasks name each image as `/data/local-files/?d=<images folder>/<image>`, Label Studio's way of
+     pointing at files on your computer); create a project, paste `label_studio_config.xml` into
+     *Settings → Labeling Interface → Code*, add *Cloud Storage → Local Files* with your images folder
+     (Import method *Tasks*, *Save* without *Sync*), then *Import* `annotate_next_label_studio.json`;
+2. bring the corrections back: from LabelImg the saved `.xml` files; from CVAT or Label Studio an
+   export as **Pascal VOC** (one `.xml` per image, to add to a folder of `.xml` files) or **COCO** (one
+   `.json` holding every image, which `Training_annotations` can name); put the corrected images and
+   their annotations with your training data (`Training_images` and `Training_annotations`); keep your
+   test images apart;
 3. train again (section 3.1 onwards) with a new `model_name` and `continue_from` set to this run's
    folder, so training starts from the model you have instead of from the beginning.
 

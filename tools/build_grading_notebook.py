@@ -6,7 +6,7 @@ folder); the cells only call ``helpers.grading.workflow``. Run: .venv/bin/python
 
 import pathlib
 
-from notebook_cells import code, markdown, run_folder_form, save, settings_form, setup_cells, which_sections
+from notebook_cells import code, markdown, model_zoo_cells, run_folder_form, save, settings_form, setup_cells, which_sections
 
 from helpers.grading.config import GradingConfig
 
@@ -57,7 +57,8 @@ unreadable files, missing files, grades out of range and identical images filed 
 Drive: the settings (`config.yaml`), the split (`split.json`), the training curves
 (`history.csv` with the validation kappa, `plots/`), checkpoints, the exported model
 (`exported_model/`), a **training report PDF**, a **quality-control report PDF** and the
-predictions (`predictions.csv`: grade and a score per grade). Your own folders are never changed.
+predictions (`predictions.csv`: grade and a score per grade) and, from cell 5.3, the model as a
+BioImage Model Zoo package (`bioimageio/`) to share. Your own folders are never changed.
 
 **If Colab disconnects**, run the notebook again from the top with the same `model_name`: training
 resumes after the last finished epoch.
@@ -243,6 +244,8 @@ code("""
 #@title 5.2 Browse the test images: true and predicted grade, scores and Grad-CAM of the expected grade
 browser = qc.browse()
 """)
+
+model_zoo_cells("grader", "grading")
 
 markdown("""
 ## 6. Grade new images

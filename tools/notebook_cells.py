@@ -199,3 +199,35 @@ import helpers.notebook as notebook
 ({fields}) = notebook.use_example(
     Example_dataset, model_path, {fields})
 """)
+
+
+def model_zoo_cells(model_word, task):
+    """Append section 5.3: share the run's model as a BioImage Model Zoo package (``workflow.export_model_zoo``).
+
+    Args:
+        model_word: "classifier" or "grader".
+        task: the workflow module's package, "classification" or "grading".
+    """
+    from helpers import model_zoo
+
+    markdown(f"""
+### 5.3 Share the model (BioImage Model Zoo)
+Writes the {model_word} as a **BioImage Model Zoo package**: one zip (`bioimageio/<model_name>.zip` in the run
+folder; an earlier zip is never replaced, the next is `<model_name>_2.zip`) with the model (Keras 3
+`.keras`), a description (`rdf.yaml`, format 0.5), one of your images with the model's answer as a
+test, a cover picture and a README built from this run: the training data, the settings, the
+quality-control numbers of 5.1 (run 5.1 first), the preprocessing, the limits of the model and what to
+cite. It is checked with `bioimageio.spec`, the model zoo's own validator. Upload the zip at
+[bioimage.io](https://bioimage.io/#/upload) to share the model, or send it to a colleague: the README
+in it says how to load it with Keras. The README names the folder of your images but not its full
+path; your images themselves are not included, only the one test image. `Authors`: names separated by
+commas (empty = "{model_zoo.DEFAULT_AUTHOR}"); `Model_description`: one sentence (empty = written for you).
+""")
+    code(f"""
+#@title 5.3 Share the model as a BioImage Model Zoo package
+Authors = "" #@param {{type:"string"}}
+Licence = "{model_zoo.DEFAULT_LICENCE}" #@param {json.dumps(list(model_zoo.LICENCE_CHOICES))}
+Model_description = "" #@param {{type:"string"}}
+import helpers.{task}.workflow as workflow
+model_zoo_package = workflow.export_model_zoo(model_path, model_name, Test_images, other_model_folder=QC_model_folder, authors=Authors, licence=Licence, description=Model_description)
+""")

@@ -170,6 +170,22 @@ def quality_control(model_path: str, model_name: str, test_images: str = "", tes
     return quality.evaluate_run(run, test_images, test_labels_csv, workflow.names_listed(gradcam_images))
 
 
+def export_model_zoo(model_path: str, model_name: str, test_images: str = "", other_model_folder: str = "",
+                     authors: str = "", licence: str = "MIT", description: str = "") -> pathlib.Path:
+    """Section 5.3: write the run's classifier as a BioImage Model Zoo package, validated; returns the zip's path.
+
+    The zip goes to ``<run>/bioimageio/`` under a new name (nothing is replaced); ``helpers.model_zoo`` says what
+    it holds. ``test_images`` is the folder QC used (its first image becomes the package's test input).
+    """
+    from helpers import model_zoo
+    from helpers.classification import predict as predict_module
+
+    run = open_trained_run(model_path, model_name, other_model_folder)
+    path = predict_module.model_zoo_package(run, test_images, authors, licence, description)
+    print(model_zoo.summary(path))
+    return path
+
+
 def predict(model_path: str, model_name: str, images_dir: str = "", results_folder: str = "",
             other_model_folder: str = "") -> Any:
     """Section 6: classify every image under ``images_dir``; ``predictions.csv`` goes to a results folder."""

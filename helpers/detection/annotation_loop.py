@@ -15,6 +15,10 @@ and writes into the results folder (never the images folder, never over an exist
   results folder, empty below the top N);
 * ``pre_annotations/<stem>.xml`` for the top N images — PASCAL VOC with the boxes at the score
   threshold and their class names (no ``<score>``), which LabelImg and CVAT open for correcting;
+* ``annotate_next_label_studio.json`` — the same top N images as Label Studio tasks with the boxes as
+  predictions (with their scores) to correct, in Label Studio's local-storage form
+  (``helpers.viewer_formats``); ``label_studio_config.xml`` (written by section 6, or here when
+  missing) is the project's labeling configuration;
 * ``annotate_next.png`` — the first images with those boxes drawn.
 
 The run's own images are never ranked: its test images (the form's Test_images, and every folder
@@ -47,13 +51,27 @@ import math
 import pathlib
 from typing import Mapping, Sequence
 
-from helpers import display, errors, figures, images, prediction_formats, tables
+from helpers import display, errors, figures, images, prediction_formats, tables, viewer_formats
 from helpers import split as split_module
 from helpers.detection.predict import CANDIDATE_SCORE_FLOOR
 
 ANNOTATE_NEXT_CSV = "annotate_next.csv"
 ANNOTATE_NEXT_FIGURE = "annotate_next.png"
 PRE_ANNOTATIONS = "pre_annotations"
+ANNOTATE_NEXT_LABEL_STUDIO = "annotate_next_label_studio.json"
+# The three ways to correct the pre-annotations and the way back into training (printed by ``show``).
+CORRECTION_ROUTES = (
+    "Correct the boxes in one of:\n"
+    "  LabelImg: Open Dir = your images, Change Save Dir = {pre_annotations}; fix the boxes, save.\n"
+    "  CVAT: create a task with the images, then Upload annotations, format PASCAL VOC 1.1, a zip of the .xml "
+    "files of {pre_annotations}.\n"
+    "  Label Studio: start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+    "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT = the folder that holds your images folder; create a project with "
+    "{config} as its labeling interface, add Local Files storage = your images folder (Import method Tasks, "
+    "Save, no Sync), then Import {tasks}.\n"
+    "Then bring the corrections back (LabelImg: the saved .xml files; CVAT or Label Studio: export as Pascal VOC, "
+    "or as COCO for one .json), add the images and their annotations to your training data, and train again with "
+    "continue_from = this run's folder.")
 ANNOTATE_NEXT_COLUMNS = ("rank", "image", "uncertainty", "detections", "middling_detections", "score_threshold",
                          "pre_annotation")
 # Scores with min(s, 1 - s) >= 0.2: the model gives its call at least a 1-in-5 chance of being wrong.
@@ -294,6 +312,21 @@ def write_annotate_next(ranking: Sequence[ImageUncertainty], pre_annotations: Ma
     return path
 
 
+def write_label_studio_tasks(ranking: Sequence[ImageUncertainty],
+                             candidates: Mapping[str, Sequence[prediction_formats.Detection]],
+                             image_sizes: Mapping[str, tuple[int, int]], score_threshold: float, path: pathlib.Path,
+                             model_version: str, images_folder: str) -> pathlib.Path:
+    """Write the images of ``ranking`` (in rank order) as Label Studio tasks with their boxes >= threshold.
+
+    ``images_folder`` is the images folder relative to Label Studio's document root (its name).
+    ConfigError if ``path`` exists.
+    """
+    _require_new([path])
+    boxes = [detection for row in ranking for detection in candidates[row.image] if detection.score >= score_threshold]
+    return viewer_formats.write_label_studio_tasks(boxes, {row.image: image_sizes[row.image] for row in ranking}, path,
+                                                   model_version, images_folder)
+
+
 def plot_top_images(ranking: Sequence[ImageUncertainty], overlays: Mapping[str, pathlib.Path],
                     path: str | pathlib.Path, count: int = FIGURE_IMAGES) -> pathlib.Path | None:
     """Save a grid of the first ``count`` ranked images with their boxes (predict's overlays); None if none."""
@@ -325,6 +358,8 @@ class AnnotationQueue:
         score_threshold: the threshold of the boxes counted and pre-annotated.
         held_out: image file name -> field (Test_images / Training_images) of the images left out.
         message: plain sentences about the images left out ("" when none).
+        label_studio_tasks: ``annotate_next_label_studio.json`` (None when nothing was written).
+        label_studio_config: ``label_studio_config.xml`` of the results folder (None when nothing was written).
     """
 
     output_dir: pathlib.Path
@@ -335,6 +370,8 @@ class AnnotationQueue:
     score_threshold: float
     held_out: dict[str, str] = dataclasses.field(default_factory=dict)
     message: str = ""
+    label_studio_tasks: pathlib.Path | None = None
+    label_studio_config: pathlib.Path | None = None
 
     def table_rows(self, rows: int = 10) -> list[list]:
         """The first ``rows`` rows of annotate_next.csv, the header first."""
@@ -356,6 +393,9 @@ class AnnotationQueue:
               f"{self.output_dir / PRE_ANNOTATIONS} (boxes with score ≥ {self.score_threshold}); full ranking in "
               f"{self.csv_path}.")
         print(tables.text_table(self.table_rows(rows)))
+        if self.label_studio_tasks is not None:
+            print(CORRECTION_ROUTES.format(pre_annotations=self.output_dir / PRE_ANNOTATIONS,
+                                           tasks=self.label_studio_tasks, config=self.label_studio_config))
         if self.figure_path is not None:
             display.show_image(self.figure_path)
 
@@ -384,7 +424,8 @@ def queue_for_annotation(predictions, number_to_annotate: int, test_images: str 
         raise errors.ConfigError(f"Number_to_annotate: {number_to_annotate!r} is not a whole number ≥ 1. Type how many "
                                  "images you want to correct in this round, e.g. 10.")
     output_dir = pathlib.Path(predictions.output_dir)
-    _require_new([output_dir / ANNOTATE_NEXT_CSV, output_dir / ANNOTATE_NEXT_FIGURE, output_dir / PRE_ANNOTATIONS])
+    _require_new([output_dir / ANNOTATE_NEXT_CSV, output_dir / ANNOTATE_NEXT_FIGURE, output_dir / PRE_ANNOTATIONS,
+                  output_dir / ANNOTATE_NEXT_LABEL_STUDIO])
     threshold = predictions.score_threshold
     candidates = dict(predictions.candidates)
     held_out = {}
@@ -399,7 +440,28 @@ def queue_for_annotation(predictions, number_to_annotate: int, test_images: str 
     ranking = rank_images(candidates, threshold)
     pre_annotations = write_pre_annotations(ranking[:number_to_annotate], candidates,
                                             predictions.image_sizes, threshold, output_dir / PRE_ANNOTATIONS)
+    tasks = write_label_studio_tasks(ranking[:number_to_annotate], candidates, predictions.image_sizes, threshold,
+                                     output_dir / ANNOTATE_NEXT_LABEL_STUDIO, *_label_studio_names(predictions))
+    config = _label_studio_config(predictions, output_dir)
     csv_path = write_annotate_next(ranking, pre_annotations, threshold, output_dir / ANNOTATE_NEXT_CSV)
     figure = plot_top_images(ranking[:number_to_annotate], predictions.overlays, output_dir / ANNOTATE_NEXT_FIGURE)
     return AnnotationQueue(output_dir=output_dir, ranking=ranking, pre_annotations=pre_annotations, csv_path=csv_path,
-                           figure_path=figure, score_threshold=threshold, held_out=held_out, message=message)
+                           figure_path=figure, score_threshold=threshold, held_out=held_out, message=message,
+                           label_studio_tasks=tasks, label_studio_config=config)
+
+
+def _label_studio_names(predictions) -> tuple[str, str]:
+    """(model_version, images folder name) of a ``PredictionResult`` for Label Studio tasks."""
+    run_root, source = getattr(predictions, "run_root", None), getattr(predictions, "source", None)
+    return (pathlib.Path(run_root).name if run_root is not None else "dl4cells",
+            pathlib.Path(source).name if source is not None else "")
+
+
+def _label_studio_config(predictions, output_dir: pathlib.Path) -> pathlib.Path:
+    """Section 6's ``label_studio_config.xml``, written with the model's classes (counts.csv's columns) if missing."""
+    path = output_dir / viewer_formats.LABEL_STUDIO_CONFIG
+    if path.exists():
+        return path
+    classes = list(next(iter(predictions.counts.values()))) if predictions.counts else []
+    classes += sorted({row.class_name for found in predictions.candidates.values() for row in found} - set(classes))
+    return viewer_formats.write_label_studio_config(classes, path)

@@ -17,6 +17,12 @@ through the exported model of a run. Written into a results folder (never the im
   ``helpers.voc``, LabelImg and CVAT (to correct and train again);
 * ``coco_results.json`` (+ ``coco_images.json`` mapping image ids to file names, and
   ``coco_categories.json``) — the COCO results format;
+* the same boxes for the tools biologists open images in (``helpers.viewer_formats``):
+  ``qupath/<stem>.geojson`` (QuPath: *File > Import objects*), ``imagej_rois/<stem>.zip`` (Fiji's ROI
+  Manager), ``napari/<stem>_shapes.csv`` (napari: drag and drop) for each image with a box, and
+  ``label_studio_tasks.json`` + ``label_studio_config.xml`` (Label Studio: the boxes as predictions to
+  correct; image URLs in Label Studio's local-storage form ``/data/local-files/?d=<images folder
+  name>/<file>``);
 * ``overlays/<stem>.png`` — each image with its boxes drawn (images larger than
   ``OVERLAY_MAX_PIXELS`` on a side are drawn downscaled for display; every table and VOC/COCO
   file holds boxes in the image's own pixels);
@@ -43,7 +49,7 @@ import json
 import pathlib
 from typing import Any
 
-from helpers import display, errors, figures, images, prediction_formats
+from helpers import display, errors, figures, images, prediction_formats, viewer_formats
 from helpers import progress as progress_module
 
 # The lowest score the model's detection generator reports (``helpers.detection.model``'s
@@ -75,6 +81,7 @@ class PredictionResult:
         count_rule: the sentence saying what counts.csv counts (``prediction_formats.count_rule``).
         source: the images folder predicted.
         run_root: the run folder of the model (the annotation loop reads its test and training images).
+        viewer_files: the QuPath, Fiji, napari and Label Studio files (``viewer_formats.ViewerFiles``).
     """
 
     output_dir: pathlib.Path
@@ -95,6 +102,7 @@ class PredictionResult:
     source: pathlib.Path | None = None
     run_root: pathlib.Path | None = None
     count_rule: str = ""
+    viewer_files: viewer_formats.ViewerFiles | None = None
 
     def counts_per_class(self) -> dict[str, int]:
         """Number of detections per class name."""
@@ -112,6 +120,8 @@ class PredictionResult:
         for name, reason in self.unreadable:
             print(f"  skipped {name}: {reason}")
         print(f"Results: {self.output_dir} (predictions.csv, counts.csv, voc/, coco_results.json, overlays/)")
+        if self.viewer_files is not None:
+            print(f"For other tools: {self.viewer_files.summary()}")
         for path in list(self.overlays.values())[:count]:
             display.show_image(path)
 
@@ -232,6 +242,8 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     coco_path = prediction_formats.write_coco_results(detections, output_dir / "coco_results.json", image_ids, category_ids)
     _write_json(output_dir / "coco_images.json", [{"id": number, "file_name": name} for name, number in image_ids.items()])
     _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
+    viewer_files = viewer_formats.write_viewer_formats(detections, sizes, output_dir, detector.class_names,
+                                                       model_version=pathlib.Path(run_root).name, images_folder=source.name)
     sentence = _scale_sentence(detector, object_size_ratio)
     settings_path = _write_json(output_dir / "prediction_settings.json", {
         "model": str(detector.folder), "score_threshold": threshold, "object_size_ratio": object_size_ratio,
@@ -244,7 +256,7 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
                             counts_path=counts_path, counts=counts, candidates=candidates, image_sizes=sizes,
                             object_size_ratio=object_size_ratio, settings_path=settings_path, scale_sentence=sentence,
                             source=source, run_root=pathlib.Path(run_root),
-                            count_rule=prediction_formats.count_rule(threshold, merge_iou))
+                            count_rule=prediction_formats.count_rule(threshold, merge_iou), viewer_files=viewer_files)
 
 
 def _scale_sentence(detector, object_size_ratio: float) -> str:

@@ -137,6 +137,22 @@ def quality_control(model_path: str, model_name: str, test_images: str = "", tes
     return quality.evaluate_run(run, test_images, test_labels_csv, workflow.names_listed(gradcam_images))
 
 
+def export_model_zoo(model_path: str, model_name: str, test_images: str = "", other_model_folder: str = "",
+                     authors: str = "", licence: str = "MIT", description: str = "") -> pathlib.Path:
+    """Section 5.3: write the run's grader as a BioImage Model Zoo package, validated; returns the zip's path.
+
+    As ``helpers.classification.workflow.export_model_zoo``; the package's test input is an image after the
+    run's fundus preprocessing, its test output the head's raw output (``grading.predict.zoo_outputs``).
+    """
+    from helpers import model_zoo
+    from helpers.grading import predict as predict_module
+
+    run = open_trained_run(model_path, model_name, other_model_folder)
+    path = predict_module.model_zoo_package(run, test_images, authors, licence, description)
+    print(model_zoo.summary(path))
+    return path
+
+
 def predict(model_path: str, model_name: str, images_dir: str = "", results_folder: str = "",
             other_model_folder: str = "") -> Any:
     """Section 6: grade every image under ``images_dir``; ``predictions.csv`` goes to a results folder."""

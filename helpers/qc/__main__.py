@@ -1,6 +1,7 @@
 """``python -m helpers.qc``: check predictions of any tool against ground truth.
 
     python -m helpers.qc detection --ground-truth ANNOTATIONS_DIR --predictions predictions.csv [--json]
+                                   [--viewer-formats NEW_FOLDER]
     python -m helpers.qc classification --labels labels.csv --predictions predictions.csv [--json]
     python -m helpers.qc grading --labels labels.csv --predictions predictions.csv [--num-grades 5]
                                  [--referable-threshold 2] [--json]
@@ -42,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     detection.add_argument("--max-detections", type=int, default=None,
                            help="detections per image and class that COCO mAP keeps (default: COCO's 100, or twice "
                                 "the most annotated boxes of one class in one image when that is more)")
+    detection.add_argument("--viewer-formats", default=None, metavar="NEW_FOLDER",
+                           help="also write the predictions at --score-threshold for QuPath, Fiji, napari and Label "
+                                "Studio into this new folder (helpers/viewer_formats.py; Label Studio's image URLs "
+                                "start with the --images folder's name)")
     classification = commands.add_parser("classification", help="scikit-learn figures of one label per image")
     classification.add_argument("--labels", required=True, help="CSV with columns filename,label")
     classification.add_argument("--predictions", required=True,
@@ -59,16 +64,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _detection(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from helpers import prediction_formats
+    from helpers import annotation_formats, prediction_formats
     from helpers.qc import detection
 
-    ground_truth = detection.load_ground_truth(arguments.ground_truth, arguments.images)
+    ground_truth = annotation_formats.load_ground_truth(arguments.ground_truth, arguments.images)
     predictions = detection.match_predictions(ground_truth, prediction_formats.read_predictions_csv(arguments.predictions),
                                               source=arguments.predictions)
     evaluation = detection.evaluate_detection(ground_truth, predictions, score_threshold=arguments.score_threshold,
                                               iou_threshold=arguments.iou_threshold,
                                               max_detections=arguments.max_detections)
+    if arguments.viewer_formats:
+        _write_viewer_formats(arguments, ground_truth, predictions)
     return evaluation.to_json_dict(), detection.summary_table(evaluation)
+
+
+def _write_viewer_formats(arguments: argparse.Namespace, ground_truth, predictions) -> None:
+    """``--viewer-formats``: the kept predictions as QuPath, Fiji, napari and Label Studio files (a new folder)."""
+    import pathlib
+
+    from helpers import viewer_formats
+
+    folder = pathlib.Path(arguments.viewer_formats)
+    if folder.exists() and any(folder.iterdir()):
+        raise errors.ConfigError(f"--viewer-formats: {folder} is not empty. Give a new folder; files are never "
+                                 "overwritten.")
+    kept = [row for row in predictions if row.score >= arguments.score_threshold]
+    sizes = {name: (int(annotation.width), int(annotation.height)) for name, annotation in ground_truth.items()}
+    classes = sorted({box.name for annotation in ground_truth.values() for box in annotation.objects})
+    viewer_formats.write_viewer_formats(kept, sizes, folder, classes, model_version=pathlib.Path(arguments.predictions).stem,
+                                        images_folder=pathlib.Path(arguments.images).name if arguments.images else "")
 
 
 def _classification(arguments: argparse.Namespace) -> tuple[dict[str, Any], str]:

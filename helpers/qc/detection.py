@@ -79,7 +79,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from helpers import annotation_formats, errors, figures, prediction_formats, tables, voc
+from helpers import errors, figures, prediction_formats, tables, voc
 
 BACKGROUND = "background"
 MAP_DESCRIPTION = "COCO IoU 0.50:0.05:0.95, area all"
@@ -259,11 +259,6 @@ class DetectionEvaluation:
 # ---------------------------------------------------------------- loading and matching
 
 
-# The one ground-truth reader (VOC folders and COCO / BBBC041 files) lives in the shared layer; this
-# name is kept because callers (``python -m helpers.qc``, notebooks' helpers) use ``detection.load_ground_truth``.
-load_ground_truth = annotation_formats.load_ground_truth
-
-
 def _stem_lookup(ground_truth: Mapping[str, voc.VocAnnotation]) -> dict[str, str | None]:
     """XML stem (or image stem when no XML path is known) -> ground-truth key; None when two share a stem."""
     lookup: dict[str, str | None] = {}
@@ -281,7 +276,7 @@ def match_predictions(ground_truth: Mapping[str, voc.VocAnnotation], predictions
     ignored), or else the one whose XML file stem equals its stem (``a.png`` finds ``a.xml``).
 
     Args:
-        ground_truth: image file name -> annotation (as from ``load_ground_truth``).
+        ground_truth: image file name -> annotation (``helpers.annotation_formats.load_ground_truth``).
         predictions: detections from any tool.
         source: how to name the predictions in errors (e.g. the CSV path).
 
