@@ -186,7 +186,9 @@ boxes are compared with your annotations using the COCO evaluation (pycocotools)
 - **mAP50-95**: the same averaged over stricter overlaps from 0.5 to 0.95;
 - **precision** (how many detections are real), **recall** (how many real cells were found) and
   **F1** at the stated score threshold; the confusion matrix shows which classes are mistaken for
-  which, and "background" for missed cells and false alarms;
+  which, its last column the cells missed and its last row the false alarms; the F1 curve shows
+  which score threshold gives the best balance of found and false on these images (chosen on the
+  same images, so optimistic);
 - **counts**: how many cells of each class the model finds per image against how many you
   annotated: mean absolute error (cells per image), mean relative error, Pearson r, and a
   Bland–Altman plot whose *bias* says whether the model counts too many (> 0) or too few (< 0)
