@@ -3,7 +3,7 @@
     dl4cells TASK config [--preset default|quick] > my_run.yaml
     dl4cells TASK train --config my_run.yaml
     dl4cells TASK qc --model RUN_FOLDER [--images DIR (--annotations PATH | --labels CSV)]
-    dl4cells TASK predict --model RUN_FOLDER --images DIR --output DIR
+    dl4cells TASK predict --model RUN_FOLDER --images DIR --output DIR [--workers N | --scheduler ADDRESS]
 
 TASK is ``detection``, ``classification`` or ``grading``. Every command calls the steps a notebook's
 cells call (``helpers.<task>.workflow``: the session's data check, split, augmentation, backbone and
@@ -51,6 +51,7 @@ TASK is detection, classification or grading:
                                              score the model on labelled test images (qc_report.pdf)
   dl4cells TASK predict --model RUN_FOLDER --images DIR --output DIR
                                              use the model on new images; the results go into DIR
+                                             (--workers N or --scheduler ADDRESS: many images, resumable)
 
 Example:
   dl4cells classification config --preset quick > my_run.yaml
@@ -236,9 +237,29 @@ def run_qc(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def run_predict_job(arguments: argparse.Namespace, steps: TaskSteps) -> int:
+    """``predict --workers N | --scheduler ADDRESS`` or a glob / list file: a resumable job (``helpers.prediction_jobs``)."""
+    from helpers import prediction_jobs
+
+    if arguments.workers < 0:
+        raise errors.ConfigError(f"--workers: {arguments.workers} is below 0. Give the number of worker processes "
+                                 f"(0 = in this process, 2 or more on a machine with several cores or GPUs).")
+    extra = {"output_dir": arguments.output, "images": arguments.images,
+             "object_size_ratio": arguments.object_size_ratio} if arguments.task == "detection" else {}
+    predictor = steps.workflow.prediction_job(arguments.model, **extra)
+    result = prediction_jobs.run_job(predictor, arguments.images, arguments.output, workers=arguments.workers,
+                                     scheduler=arguments.scheduler)
+    result.show()
+    return 0
+
+
 def run_predict(arguments: argparse.Namespace) -> int:
     """``predict``: the notebook's section 6 on a folder of images; results in a new or empty folder."""
     steps = task_steps(arguments.task)
+    images = arguments.images
+    if (arguments.workers or arguments.scheduler or pathlib.Path(images).expanduser().is_file()
+            or any(character in images for character in "*?[")):  # a list file or a pattern
+        return run_predict_job(arguments, steps)
     _existing_folder("--images", arguments.images)
     output = pathlib.Path(arguments.output).expanduser()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -318,12 +339,27 @@ def _add_predict_command(commands: Any, task: str) -> None:
         f"folder (new or empty; your image folder is only read).",
         f"dl4cells {task} predict --model models/my_run --images new_images --output results", run_predict)
     _add_model_option(parser)
-    parser.add_argument("--images", required=True, metavar="DIR", help="folder of the images to predict")
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of the images to predict, or a pattern "
+                        "such as 'screen/**/*.tif' (quoted), or a text file listing one image path per line")
     parser.add_argument("--output", required=True, metavar="DIR", help="new or empty folder for the results")
+    _add_job_options(parser)
     if task == "detection":
         parser.add_argument("--object-size-ratio", default=1.0, type=float, metavar="RATIO",
                             help="how much larger the objects are than in the training images (2 = twice as large, "
                                  "e.g. another objective). Default: 1")
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--scheduler``: prediction as a resumable Dask job (``helpers.prediction_jobs``)."""
+    parser.add_argument("--workers", default=0, type=int, metavar="N",
+                        help="predict with N worker processes on this machine (one model each; Dask). With --workers, "
+                             "--scheduler, or --images given as a pattern ('folder/*.tif') or a text file listing one "
+                             "image per line, each image's result is saved under per_image/ as it is done, the results "
+                             "files are merged at the end (classification and grading: without examples.png), and the "
+                             "same command again continues a stopped job. Default: 0 (this process)")
+    parser.add_argument("--scheduler", default="", metavar="ADDRESS",
+                        help="predict on the workers of a running Dask scheduler: its address, e.g. tcp://node12:8786, "
+                             "or its scheduler file (.json); a Slurm cluster: see docs/cluster.md")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
         print("Interrupted. Run the same command again to resume (training continues after the last finished "
-              "epoch).", file=sys.stderr)
+              "epoch; predict --workers/--scheduler after the last finished image).", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
 
 

@@ -3,8 +3,9 @@
 A package is one zip that bioimage.io accepts as an upload and that the model zoo's tools read:
 
     rdf.yaml          the description, built and validated with ``bioimageio.spec`` (model format 0.5)
-    classifier.keras  the run's Keras 3 model for inference (``keras_v3`` weights: architecture and weights,
-                      saved uncompiled: no optimizer state or training loss, so plain Keras loads it)
+    classifier.keras  a portable copy of the run's Keras 3 model for inference (``keras_v3`` weights; see
+                      ``portable_model``): standard Keras layers only, saved uncompiled (no optimizer state or
+                      training loss), so Keras alone, bioimageio.core and bioimage.io's test load it
     test_input.npy    uint8 [1, S, S, 3]: one real image of the run, as the model's input
     test_output.npy   float32 [1, C]: what our own prediction code computed for it
     sample_input.png, sample_output.tif   the test tensors as images (what bioimage.io previews)
@@ -18,9 +19,10 @@ export is ``<model name>_2.zip`` and so on (``package_path``).
 Validation works offline: ``load_description(zip, perform_io_checks=True)`` reads every file of the
 zip, checks its SHA-256 and the test tensors against the described axes. The URLs we cite are given
 to it as known files (``known_files``), so it makes no HTTP request; those URLs are not checked.
-It does not run the model (that needs ``bioimageio.core``): ``tests/test_model_zoo.py`` reloads the
-packaged ``.keras`` and reproduces ``test_output.npy`` with our own prediction code (bioimageio.core
-0.11's ``keras_v3`` backend reproduced it too, in a one-off check: it is not a dependency).
+It does not run the model (that needs ``bioimageio.core``, not a dependency); ``write_package`` does: the
+packaged weights must reproduce the test output within the tolerance the package declares, as bioimage.io's
+own test requires. ``tests/test_model_zoo.py`` also reloads the packaged ``.keras`` in a Python process that
+never imported ``helpers`` (bioimageio.core 0.11's ``keras_v3`` backend reproduced a package in a one-off check).
 
 This module is task-independent (no task package is imported): a task gives a ``PackageContent``.
 """
@@ -33,7 +35,7 @@ import importlib.metadata
 import pathlib
 import re
 import tempfile
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -71,7 +73,8 @@ class PackageContent:
         description: one or two plain sentences.
         authors: names; ``authors_from_text`` turns a form field into this.
         licence: SPDX identifier of the package's licence, e.g. "MIT".
-        model: the Keras 3 model, loaded uncompiled; saved into the package as ``weights_name``.
+        model: the Keras 3 model to package, made of Keras's own layers (``portable_model``); saved uncompiled
+            into the package as ``weights_name``.
         test_input: uint8 [1, S, S, 3], RGB, one real image exactly as the model takes it.
         test_output: float32 [1, C], the model's output for it from our own prediction code.
         output_id: the output tensor's name, e.g. "probabilities".
@@ -132,8 +135,14 @@ def testable(tensor: np.ndarray) -> bool:
 
 
 def absolute_tolerance(test_output: np.ndarray) -> float:
-    """The reproducibility tolerance of ``test_output``: 1e-3, or 1 % of its maximum when that is smaller."""
-    return float(min(ABSOLUTE_TOLERANCE, 0.01 * float(np.max(test_output))))
+    """The reproducibility tolerance of ``test_output``: 1e-3, or 1 % of its maximum when that is smaller.
+
+    bioimageio.spec computes its bound ``max * 0.01`` on the float32 test tensor, in float32 under NumPy 2
+    (float64 under NumPy 1): the smaller of both roundings is taken, so the tolerance never exceeds the bound.
+    """
+    maximum = np.float32(np.max(test_output))
+    one_percent = min(float(maximum * np.float32(0.01)), float(maximum) * 0.01)
+    return float(min(ABSOLUTE_TOLERANCE, one_percent))
 
 
 def authors_from_text(text: str) -> list[str]:
@@ -275,6 +284,65 @@ def documentation(title: str, summary: str, sections: Sequence[tuple[str, str]])
     return "\n".join(parts)
 
 
+def custom_layers(model) -> list[str]:
+    """"module.Class" of every layer in ``model`` (nested models included) that Keras does not define, sorted.
+
+    Such a layer (e.g. DL4Cells's own) loads only where its code is installed and imported: not in bioimage.io's
+    test, bioimageio.core or plain Keras.
+    """
+    names = set()
+    for layer in model.layers:
+        module = type(layer).__module__
+        if not module.startswith("keras."):
+            names.add(f"{module}.{type(layer).__name__}")
+        if isinstance(getattr(layer, "layers", None), list):  # a nested model: its layers count too
+            names.update(custom_layers(layer))
+    return sorted(names)
+
+
+def portable_model(model, portable_layer: Callable[[Any], Any]):
+    """A copy of ``model`` made of Keras's own layers only, computing the same outputs (the package's weights).
+
+    Built with ``keras.models.clone_model``: each layer for which ``portable_layer(layer)`` returns a standard
+    Keras layer is replaced by it; every other layer is the model's own object, so the copy shares its weights
+    (nothing is copied; the run's ``.keras`` file is not touched). Nested models are cloned the same way.
+    ``write_package`` checks that the copy reproduces the test output.
+
+    Raises:
+        ModelError: a layer Keras does not define is left (a task gave no replacement for it).
+    """
+    import keras
+
+    def clone(layer):
+        return portable_layer(layer) or layer
+
+    portable = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    left = custom_layers(portable)
+    if left:
+        raise errors.ModelError(f"BioImage Model Zoo: the model holds layers only DL4Cells defines "
+                                f"({', '.join(left)}) and no standard Keras replacement for them; the package "
+                                f"would not load elsewhere. Report this to the DL4Cells maintainers.")
+    return portable
+
+
+def check_reproduces(content: PackageContent) -> None:
+    """Raise ModelError unless ``content.model`` reproduces ``content.test_output`` from ``content.test_input``
+    within the package's declared tolerance (``RELATIVE_TOLERANCE``, ``absolute_tolerance``), the test that
+    bioimage.io runs on an uploaded package."""
+    import keras
+
+    # An eager call: one image, and no graph to trace (predict_on_batch would trace the whole network once).
+    outputs = content.model(np.asarray(content.test_input, np.float32), training=False)
+    reproduced = np.asarray(keras.ops.convert_to_numpy(outputs), np.float64)
+    expected = np.asarray(content.test_output, np.float64)
+    if reproduced.shape != expected.shape or not np.allclose(reproduced, expected, rtol=RELATIVE_TOLERANCE,
+                                                               atol=absolute_tolerance(expected)):
+        difference = np.max(np.abs(reproduced - expected)) if reproduced.shape == expected.shape else float("nan")
+        raise errors.ModelError(f"BioImage Model Zoo: the packaged weights do not reproduce the test output "
+                                f"(largest difference {difference:.3g}); the package was not written. Report this "
+                                f"to the DL4Cells maintainers.")
+
+
 def _spec_modules():
     """``bioimageio.spec`` and its model format 0.5 (imported only when a package is built)."""
     try:
@@ -339,7 +407,8 @@ def _tensors(content: PackageContent, folder: pathlib.Path, v0_5):
 
 def _weights(content: PackageContent, folder: pathlib.Path, v0_5):
     """The ``keras_v3`` weights entry: ``content.model`` saved into ``folder``, with this environment's Keras and
-    TensorFlow versions (the uncompiled model: no optimizer state or training loss, which may be DL4Cells code)."""
+    TensorFlow versions (the uncompiled model: no optimizer state or training loss, which may be DL4Cells code;
+    its layers are Keras's own when it is a ``portable_model``)."""
     weights = folder / content.weights_name
     content.model.save(weights)
     keras_version = importlib.metadata.version("keras")
@@ -451,7 +520,8 @@ def write_package(content: PackageContent, destination: pathlib.Path) -> pathlib
     and only then given its name, so that a failed export leaves no package that looks finished.
 
     Raises:
-        ModelError: ``destination`` exists, or the description or the written zip is not valid.
+        ModelError: ``destination`` exists, the model does not reproduce the test output (``check_reproduces``),
+            or the description or the written zip is not valid.
     """
     spec, _ = _spec_modules()
     destination = pathlib.Path(destination)
@@ -471,6 +541,7 @@ def write_package(content: PackageContent, destination: pathlib.Path) -> pathlib
             with spec.ValidationContext(perform_io_checks=False):
                 spec.save_bioimageio_package(description, output_path=partial)
         validate_package(partial)
+        check_reproduces(content)  # after the static checks: their reasons come first
         if destination.exists():  # written by another export meanwhile
             raise errors.ModelError(f"{destination}: appeared while this package was written. Run this cell again: "
                                     f"the package gets a new name.")

@@ -16,7 +16,7 @@ TASKS = ("detection", "classification", "grading")
 # reuses classification's data check, model, prediction, figures and report sections. These are the
 # classification modules it may import; any other task -> task import fails below.
 GRADING_EXTENSION_POINTS = {
-    "augmentation", "backbones", "browser", "config", "dataset", "gradcam", "model", "plots", "predict",
+    "augmentation", "backbones", "browser", "config", "dataset", "gradcam", "model", "model_zoo", "plots", "predict",
     "quality", "reports", "train", "workflow",
 }
 # Shared modules that may import a task module, and why.

@@ -178,10 +178,10 @@ def export_model_zoo(model_path: str, model_name: str, test_images: str = "", ot
     it holds. ``test_images`` is the folder QC used (its first image becomes the package's test input).
     """
     from helpers import model_zoo
-    from helpers.classification import predict as predict_module
+    from helpers.classification import model_zoo as task_model_zoo
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    path = predict_module.model_zoo_package(run, test_images, authors, licence, description)
+    path = task_model_zoo.model_zoo_package(run, test_images, authors, licence, description)
     print(model_zoo.summary(path))
     return path
 
@@ -194,3 +194,10 @@ def predict(model_path: str, model_name: str, images_dir: str = "", results_fold
     run = open_trained_run(model_path, model_name, other_model_folder)
     return workflow.predict_with(predict_module.predict_folder, run, ClassificationConfig, images_dir, results_folder,
                                  verb="classifying")
+
+
+def prediction_job(model_folder: str) -> Any:
+    """The run's classifier as a ``helpers.prediction_jobs.TaskPredictor`` (``dl4cells classification predict --workers``)."""
+    from helpers.classification import prediction_job as job_module
+
+    return job_module.job_predictor(open_trained_run("", "", model_folder))

@@ -176,6 +176,19 @@ def _overlay(pixels_or_source, found: list, colours) -> "np.ndarray":
     return outputs.draw_boxes(canvas, scaled, colours)
 
 
+def checked_object_size_ratio(value: float | str) -> float:
+    """The form's Object_size_ratio as a number (a comma accepted as decimal point, empty = 1); ConfigError outside 0.05–20."""
+    try:
+        ratio = float(str(value).strip().replace(",", ".") or 1.0)
+    except ValueError:
+        raise errors.ConfigError(f"Object_size_ratio: {value!r} is not a number. Type 1 for objects as "
+                                 f"large as in the training images, 2 for twice as large.") from None
+    if not 0.05 <= ratio <= 20:
+        raise errors.ConfigError(f"Object_size_ratio: {ratio:g} is outside 0.05–20. Type 1 for objects as "
+                                 f"large as in the training images, 2 for twice as large, 0.5 for half as large.")
+    return ratio
+
+
 def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, output_dir: str | pathlib.Path,
                    progress: bool = True, score_threshold: float | None = None,
                    object_size_ratio: float = 1.0, count_each_object_once: bool = True) -> PredictionResult:
@@ -195,17 +208,10 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     Returns:
         The ``PredictionResult``.
     """
-    from helpers.detection import export, tiling
+    from helpers.detection import export
 
     source, output_dir = pathlib.Path(source), pathlib.Path(output_dir)
-    try:
-        object_size_ratio = float(str(object_size_ratio).strip().replace(",", ".") or 1.0)
-    except ValueError:
-        raise errors.ConfigError(f"Object_size_ratio: {object_size_ratio!r} is not a number. Type 1 for objects as "
-                                 f"large as in the training images, 2 for twice as large.") from None
-    if not 0.05 <= object_size_ratio <= 20:
-        raise errors.ConfigError(f"Object_size_ratio: {object_size_ratio:g} is outside 0.05–20. Type 1 for objects as "
-                                 f"large as in the training images, 2 for twice as large, 0.5 for half as large.")
+    object_size_ratio = checked_object_size_ratio(object_size_ratio)
     paths = images.list_images(source)
     if not paths:
         raise errors.DatasetError(f"{source}: no images (PNG, JPEG, BMP or TIFF) found. Check Prediction_images.")
@@ -218,22 +224,75 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     detections, unreadable, overlays, image_ids, candidates, sizes, windows = [], [], {}, {}, {}, {}, {}
     for path in progress_module.bar(paths, "Predicting", enabled=progress):
         try:
-            pixels = tiling.open_image(path)
+            image = predict_image(detector, path, output_dir, threshold, object_size_ratio, colours)
         except errors.DatasetError as error:
             unreadable.append((path.name, str(error)))
             continue
-        candidates[path.name] = detector.detect(pixels, score_threshold=min(threshold, CANDIDATE_SCORE_FLOOR),
-                                                filename=path.name, object_size_ratio=object_size_ratio)
-        found = [detection for detection in candidates[path.name] if detection.score >= threshold]
-        detections.extend(found)
+        candidates[path.name] = image.candidates
+        detections.extend(image.found)
         image_ids[path.name] = len(image_ids) + 1
-        height, width = pixels.height, pixels.width
-        sizes[path.name] = (int(width), int(height))
-        if detector.pixel_scale is not None:
-            windows[path.name] = detector.pixel_scale.windows_for(width, height, object_size_ratio)
-        prediction_formats.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
-        overlays[path.name] = images.write_image(output_dir / "overlays" / f"{path.stem}.png",
-                                                 _overlay(pixels, found, colours))
+        sizes[path.name] = image.size
+        if image.windows is not None:
+            windows[path.name] = image.windows
+        overlays[path.name] = image.overlay
+    written = write_folder_files(output_dir, detector, threshold, detections, image_ids, sizes, windows,
+                                 object_size_ratio, count_each_object_once, run_root, source.name)
+    return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
+                            overlays=overlays, score_threshold=threshold, candidates=candidates, image_sizes=sizes,
+                            object_size_ratio=object_size_ratio, source=source, run_root=pathlib.Path(run_root),
+                            **written)
+
+
+@dataclasses.dataclass
+class ImagePrediction:
+    """One image's detections and files (``predict_image``).
+
+    Attributes:
+        candidates: every detection reported (score >= min(threshold, CANDIDATE_SCORE_FLOOR)), best first.
+        found: those at the score threshold. size: (width, height) px. windows: windows it was cut into
+            (None for a model without pixel scale). overlay: its overlay PNG.
+    """
+
+    candidates: list
+    found: list
+    size: tuple[int, int]
+    windows: int | None
+    overlay: pathlib.Path
+
+
+def predict_image(detector, path: pathlib.Path, output_dir: pathlib.Path, threshold: float, object_size_ratio: float,
+                  colours) -> ImagePrediction:
+    """Detect the objects of one image; write its ``voc/<stem>.xml`` and ``overlays/<stem>.png``.
+
+    Raises:
+        DatasetError: the image cannot be read.
+    """
+    from helpers.detection import tiling
+
+    pixels = tiling.open_image(path)
+    candidates = detector.detect(pixels, score_threshold=min(threshold, CANDIDATE_SCORE_FLOOR), filename=path.name,
+                                 object_size_ratio=object_size_ratio)
+    found = [detection for detection in candidates if detection.score >= threshold]
+    height, width = pixels.height, pixels.width
+    windows = (detector.pixel_scale.windows_for(width, height, object_size_ratio)
+               if detector.pixel_scale is not None else None)
+    prediction_formats.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
+    overlay = images.write_image(output_dir / "overlays" / f"{path.stem}.png", _overlay(pixels, found, colours))
+    return ImagePrediction(candidates, found, (int(width), int(height)), windows, overlay)
+
+
+def write_folder_files(output_dir: pathlib.Path, detector, threshold: float, detections: list,
+                       image_ids: dict[str, int], sizes: dict[str, tuple[int, int]], windows: dict,
+                       object_size_ratio: float, count_each_object_once: bool, run_root: str | pathlib.Path,
+                       images_folder_name: str) -> dict:
+    """The files of the whole folder: predictions.csv, counts.csv, COCO, viewer formats, prediction_settings.json.
+
+    Shared by ``predict_folder`` and the Dask job's merge (``helpers.detection.prediction_job``), so both write
+    the same files. ``detector`` needs only its metadata (class names, thresholds, pixel scale, folder).
+
+    Returns:
+        The ``PredictionResult`` fields they fill (``csv_path``, ``counts``, ``viewer_files``...).
+    """
     csv_path = prediction_formats.write_predictions_csv(detections, output_dir / "predictions.csv")
     merge_iou = detector.nms_iou_threshold if count_each_object_once else None
     counts = prediction_formats.count_per_image(detections, image_ids, detector.class_names, threshold, merge_iou=merge_iou)
@@ -243,7 +302,8 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
     _write_json(output_dir / "coco_images.json", [{"id": number, "file_name": name} for name, number in image_ids.items()])
     _write_json(output_dir / "coco_categories.json", [{"id": number, "name": name} for name, number in category_ids.items()])
     viewer_files = viewer_formats.write_viewer_formats(detections, sizes, output_dir, detector.class_names,
-                                                       model_version=pathlib.Path(run_root).name, images_folder=source.name)
+                                                       model_version=pathlib.Path(run_root).name,
+                                                       images_folder=images_folder_name)
     sentence = _scale_sentence(detector, object_size_ratio)
     settings_path = _write_json(output_dir / "prediction_settings.json", {
         "model": str(detector.folder), "score_threshold": threshold, "object_size_ratio": object_size_ratio,
@@ -251,12 +311,9 @@ def predict_folder(run_root: str | pathlib.Path, source: str | pathlib.Path, out
         "pixel_scale_used": detector.pixel_scale.scale / object_size_ratio if detector.pixel_scale else None,
         "windows_per_image": windows, "note": sentence, "count_each_object_once": bool(count_each_object_once),
         "count_merge_iou": merge_iou, "count_rule": prediction_formats.count_rule(threshold, merge_iou)})
-    return PredictionResult(output_dir=output_dir, images=len(image_ids), detections=detections, unreadable=unreadable,
-                            csv_path=csv_path, coco_path=coco_path, overlays=overlays, score_threshold=threshold,
-                            counts_path=counts_path, counts=counts, candidates=candidates, image_sizes=sizes,
-                            object_size_ratio=object_size_ratio, settings_path=settings_path, scale_sentence=sentence,
-                            source=source, run_root=pathlib.Path(run_root),
-                            count_rule=prediction_formats.count_rule(threshold, merge_iou), viewer_files=viewer_files)
+    return {"csv_path": csv_path, "coco_path": coco_path, "counts_path": counts_path, "counts": counts,
+            "settings_path": settings_path, "scale_sentence": sentence, "viewer_files": viewer_files,
+            "count_rule": prediction_formats.count_rule(threshold, merge_iou)}
 
 
 def _scale_sentence(detector, object_size_ratio: float) -> str:

@@ -206,6 +206,16 @@ def predict(model_path: str, model_name: str, images_dir: str = "", results_fold
     return workflow.predict_with(predict_folder, run, DetectionConfig, images_dir, results_folder)
 
 
+def prediction_job(model_folder: str, output_dir: str = "", images: str = "", object_size_ratio: float | str = 1.0,
+                   count_each_object_once: bool = True) -> Any:
+    """The run's detector as a ``helpers.prediction_jobs.TaskPredictor`` writing into ``output_dir``
+    (``dl4cells detection predict --workers``); ``images`` is the job's folder, pattern or list file."""
+    from helpers.detection import prediction_job as job_module
+
+    return job_module.job_predictor(open_trained_run("", "", model_folder), output_dir, images, object_size_ratio,
+                                    count_each_object_once)
+
+
 def rank_for_annotation(predictions: Any, number_to_annotate: int, test_images: str = "") -> Any:
     """Section 6.2: rank ``predict``'s images by the model's uncertainty; pre-annotate the first N as VOC.
 

@@ -142,13 +142,13 @@ def export_model_zoo(model_path: str, model_name: str, test_images: str = "", ot
     """Section 5.3: write the run's grader as a BioImage Model Zoo package, validated; returns the zip's path.
 
     As ``helpers.classification.workflow.export_model_zoo``; the package's test input is an image after the
-    run's fundus preprocessing, its test output the head's raw output (``grading.predict.zoo_outputs``).
+    run's fundus preprocessing, its test output the head's raw output (``grading.model_zoo.zoo_outputs``).
     """
     from helpers import model_zoo
-    from helpers.grading import predict as predict_module
+    from helpers.grading import model_zoo as task_model_zoo
 
     run = open_trained_run(model_path, model_name, other_model_folder)
-    path = predict_module.model_zoo_package(run, test_images, authors, licence, description)
+    path = task_model_zoo.model_zoo_package(run, test_images, authors, licence, description)
     print(model_zoo.summary(path))
     return path
 
@@ -161,3 +161,10 @@ def predict(model_path: str, model_name: str, images_dir: str = "", results_fold
     run = open_trained_run(model_path, model_name, other_model_folder)
     return workflow.predict_with(predict_module.predict_folder, run, GradingConfig, images_dir, results_folder,
                                  verb="grading")
+
+
+def prediction_job(model_folder: str) -> Any:
+    """The run's grader as a ``helpers.prediction_jobs.TaskPredictor`` (``dl4cells grading predict --workers``)."""
+    from helpers.grading import prediction_job as job_module
+
+    return job_module.job_predictor(open_trained_run("", "", model_folder))

@@ -1,0 +1,119 @@
+"""The detector as a ``helpers.prediction_jobs.TaskPredictor``: prediction on Dask workers, resumable.
+
+Each worker runs ``predict.predict_image`` (the single-process prediction's step: the model's pixel scale and
+windows, ``voc/<stem>.xml`` and ``overlays/<stem>.png`` written for the image) and keeps the image's boxes at
+the score threshold, its size and its window count in its per-image record. The merge rebuilds the boxes and
+writes the folder's files with ``predict.write_folder_files``, as ``predict.predict_folder`` does:
+predictions.csv, counts.csv, COCO results, the QuPath/Fiji/napari/Label Studio files and
+prediction_settings.json. The candidates below the threshold (the annotation loop's ranking) stay in the
+notebook's single-process prediction.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import types
+from typing import Iterable
+
+from helpers import errors, figures, prediction_formats, prediction_jobs, runs
+
+BOX_FIELDS = ("class_name", "score", "xmin", "ymin", "xmax", "ymax")
+
+
+def load(exported_folder: str):
+    """(the exported detector, its class colours), once per worker process."""
+    from helpers.detection import export
+
+    detector = export.load_exported_model(exported_folder)
+    return detector, figures.class_colours(detector.class_names)
+
+
+def detector_metadata(exported_folder: pathlib.Path) -> types.SimpleNamespace:
+    """What the merge needs of the detector, from ``dl4cells_model.json`` (the model itself is not loaded here).
+
+    Raises:
+        ModelError: the folder holds no exported DL4Cells detector.
+    """
+    from helpers.detection import tiling
+
+    path = exported_folder / "dl4cells_model.json"
+    if not path.is_file():
+        raise errors.ModelError(f"{exported_folder}: no exported detection model here. Give the run folder of a "
+                                f"finished training run.")
+    metadata = json.loads(path.read_text(encoding="utf-8"))
+    scale = metadata.get("pixel_scale")
+    return types.SimpleNamespace(folder=exported_folder, class_names=list(metadata["class_names"]),
+                                 image_size=int(metadata["image_size"]), score_threshold=float(metadata["score_threshold"]),
+                                 nms_iou_threshold=float(metadata.get("nms_iou_threshold", 0.5)),
+                                 pixel_scale=tiling.PixelScale.from_dict(scale) if scale else None)
+
+
+def predict_images(loaded, paths: list[pathlib.Path], output_dir: str, threshold: float,
+                   object_size_ratio: float) -> list:
+    """Per path: its record (boxes, size, windows) or why it could not be read (``TaskPredictor.predict``)."""
+    from helpers.detection import predict
+
+    detector, colours = loaded
+    output = pathlib.Path(output_dir)
+    for subfolder in ("voc", "overlays"):
+        (output / subfolder).mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for path in paths:
+        try:
+            image = predict.predict_image(detector, path, output, threshold, object_size_ratio, colours)
+        except errors.DatasetError as error:
+            outcomes.append(str(error))
+            continue
+        boxes = [[getattr(detection, field) for field in BOX_FIELDS] for detection in image.found]
+        outcomes.append({"boxes": boxes, "size": list(image.size), "windows": image.windows})
+    return outcomes
+
+
+def merge(output_dir: pathlib.Path, records: Iterable[dict], detector: types.SimpleNamespace, threshold: float,
+          object_size_ratio: float, count_each_object_once: bool, run_root: str, images_folder_name: str) -> None:
+    """The folder's files from the per-image records (in name order), as ``predict.predict_folder`` writes them."""
+    from helpers.detection import predict
+
+    detections, image_ids, sizes, windows = [], {}, {}, {}
+    for record in records:
+        name = record["name"]
+        image_ids[name] = len(image_ids) + 1
+        sizes[name] = tuple(record["size"])
+        detections += [prediction_formats.Detection(name, *box) for box in record["boxes"]]
+        if record["windows"] is not None:
+            windows[name] = record["windows"]
+    predict.write_folder_files(output_dir, detector, threshold, detections, image_ids, sizes, windows,
+                               object_size_ratio, count_each_object_once, run_root, images_folder_name)
+
+
+def images_folder_name(images_argument: str) -> str:
+    """The folder name Label Studio's image links use: the folder's, a pattern's folder's, or the list file's folder's."""
+    path = pathlib.Path(str(images_argument).strip()).expanduser()
+    if path.is_dir():
+        return path.resolve().name
+    if path.is_file():
+        return path.resolve().parent.name
+    return prediction_jobs.glob_root(str(path)).resolve().name
+
+
+def job_predictor(run: runs.RunFolder, output_dir: str | pathlib.Path, images_argument: str,
+                  object_size_ratio: float | str = 1.0, count_each_object_once: bool = True
+                  ) -> prediction_jobs.TaskPredictor:
+    """The ``TaskPredictor`` of a run's exported detector writing into ``output_dir`` (the job's output folder)."""
+    from helpers.detection import predict
+
+    exported = run.exported_model
+    detector = detector_metadata(exported)
+    ratio = predict.checked_object_size_ratio(object_size_ratio)
+    output = str(pathlib.Path(output_dir).expanduser().resolve())  # workers on other machines get the same path
+    predict_function = functools.partial(predict_images, output_dir=output, threshold=detector.score_threshold,
+                                         object_size_ratio=ratio)
+    merge_function = functools.partial(merge, detector=detector, threshold=detector.score_threshold,
+                                       object_size_ratio=ratio, count_each_object_once=bool(count_each_object_once),
+                                       run_root=str(run.root), images_folder_name=images_folder_name(images_argument))
+    return prediction_jobs.TaskPredictor(prediction_jobs.model_key(run.root, exported / "saved_model.pb"),
+                                         functools.partial(load, str(exported)), predict_function,
+                                         tuple(prediction_formats.PREDICTION_COLUMNS), recursive=False,
+                                         merge=merge_function)
