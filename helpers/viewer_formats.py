@@ -106,12 +106,13 @@ def by_image(detections: Iterable[Detection]) -> dict[str, list[Detection]]:
 def file_stems(filenames: Iterable[str]) -> dict[str, str]:
     """Image file name -> the stem its per-image files are named after.
 
-    The stem (``a.png`` -> ``a``) unless two names share it (``a.png``, ``a.tif``): then the whole
-    file name, so that no file is written twice.
+    The name without its extension, subfolders kept (``a.png`` -> ``a``; a Dask job's ``plate_1/a.png`` ->
+    ``plate_1/a``), unless two names share it (``a.png``, ``a.tif``): then the whole name, so that no file
+    is written twice.
     """
-    stems = {name: pathlib.PurePath(name).stem for name in dict.fromkeys(filenames)}
+    stems = {name: pathlib.PurePath(name).with_suffix("").as_posix() for name in dict.fromkeys(filenames)}
     uses = collections.Counter(stems.values())
-    return {name: stem if uses[stem] == 1 else pathlib.PurePath(name).name for name, stem in stems.items()}
+    return {name: stem if uses[stem] == 1 else pathlib.PurePath(name).as_posix() for name, stem in stems.items()}
 
 
 def colours_for(class_names: Sequence[str], detections: Iterable[Detection]) -> dict[str, tuple[int, int, int]]:

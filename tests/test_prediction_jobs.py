@@ -305,3 +305,39 @@ def test_detection_job_writes_the_single_process_files(detection_images, cluster
     assert sorted(written) == sorted(expected) and len(expected) > 15  # csv, counts, COCO, VOC, overlays, viewers
     assert written == expected
     assert b"2.0" in expected["prediction_settings.json"]  # the object size ratio reached the workers
+
+
+def test_detection_images_of_one_name_in_two_folders_keep_their_own_voc_and_overlay_files(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+
+    import helpers.detection
+    from helpers import images
+    from helpers.detection import prediction_job
+
+    for folder, value in (("plate_a", 30), ("plate_b", 200)):
+        images.write_image(tmp_path / "screen" / folder / "well_01.png", np.full((40, 48, 3), value, np.uint8))
+    exported = tmp_path / "run" / "exported_model"
+    exported.mkdir(parents=True)
+    (exported / "saved_model.pb").write_bytes(b"")
+    (exported / "dl4cells_model.json").write_text(json.dumps({
+        "class_names": StandInDetector.class_names, "image_size": 64, "score_threshold": 0.3, "nms_iou_threshold": 0.5}))
+    fake_export = types.SimpleNamespace(load_exported_model=StandInDetector)
+    monkeypatch.setitem(sys.modules, "helpers.detection.export", fake_export)
+    monkeypatch.setattr(helpers.detection, "export", fake_export, raising=False)
+    pattern = str(tmp_path / "screen" / "*" / "*.png")
+    predictor = prediction_job.job_predictor(runs.RunFolder(root=tmp_path / "run"), tmp_path / "job", pattern)
+    predictor = dataclasses.replace(predictor, load=functools.partial(stand_in_load, str(exported)))
+    result = prediction_jobs.run_job(predictor, pattern, tmp_path / "job", workers=0, progress=False)
+    assert result.images == 2
+    voc_files = sorted(path.relative_to(tmp_path / "job" / "voc").as_posix()
+                       for path in (tmp_path / "job" / "voc").rglob("*.xml"))
+    assert voc_files == ["plate_a/well_01.xml", "plate_b/well_01.xml"]
+    overlays = [images.read_image(tmp_path / "job" / "overlays" / folder / "well_01.png") for folder in ("plate_a", "plate_b")]
+    assert overlays[0].mean() != overlays[1].mean()  # each image's own overlay, none overwritten
+    for folder, suffix in (("qupath", ".geojson"), ("imagej_rois", ".zip"), ("napari", "_shapes.csv")):
+        assert sorted(path.relative_to(tmp_path / "job" / folder).as_posix()
+                      for path in (tmp_path / "job" / folder).rglob("*") if path.is_file()) == \
+            [f"plate_a/well_01{suffix}", f"plate_b/well_01{suffix}"], folder

@@ -261,8 +261,12 @@ class ImagePrediction:
 
 
 def predict_image(detector, path: pathlib.Path, output_dir: pathlib.Path, threshold: float, object_size_ratio: float,
-                  colours) -> ImagePrediction:
+                  colours, output_stem: str | None = None) -> ImagePrediction:
     """Detect the objects of one image; write its ``voc/<stem>.xml`` and ``overlays/<stem>.png``.
+
+    ``output_stem``: the name of those two files without extension, subfolders allowed (the Dask job passes
+    the image's path relative to its images folder, so images of the same name in different folders of a
+    glob keep their own files); None = the image's own stem.
 
     Raises:
         DatasetError: the image cannot be read.
@@ -276,8 +280,9 @@ def predict_image(detector, path: pathlib.Path, output_dir: pathlib.Path, thresh
     height, width = pixels.height, pixels.width
     windows = (detector.pixel_scale.windows_for(width, height, object_size_ratio)
                if detector.pixel_scale is not None else None)
-    prediction_formats.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{path.stem}.xml")
-    overlay = images.write_image(output_dir / "overlays" / f"{path.stem}.png", _overlay(pixels, found, colours))
+    stem = output_stem or path.stem
+    prediction_formats.write_voc_predictions(found, path.name, width, height, output_dir / "voc" / f"{stem}.xml")
+    overlay = images.write_image(output_dir / "overlays" / f"{stem}.png", _overlay(pixels, found, colours))
     return ImagePrediction(candidates, found, (int(width), int(height)), windows, overlay)
 
 

@@ -1,7 +1,8 @@
 """The detector as a ``helpers.prediction_jobs.TaskPredictor``: prediction on Dask workers, resumable.
 
 Each worker runs ``predict.predict_image`` (the single-process prediction's step: the model's pixel scale and
-windows, ``voc/<stem>.xml`` and ``overlays/<stem>.png`` written for the image) and keeps the image's boxes at
+windows, ``voc/<name>.xml`` and ``overlays/<name>.png`` written for the image, ``<name>`` its path under the
+images folder without extension: ``output_stem``) and keeps the image's boxes at
 the score threshold, its size and its window count in its per-image record. The merge rebuilds the boxes and
 writes the folder's files with ``predict.write_folder_files``, as ``predict.predict_folder`` does:
 predictions.csv, counts.csv, COCO results, the QuPath/Fiji/napari/Label Studio files and
@@ -50,8 +51,21 @@ def detector_metadata(exported_folder: pathlib.Path) -> types.SimpleNamespace:
                                  pixel_scale=tiling.PixelScale.from_dict(scale) if scale else None)
 
 
+def output_stem(path: pathlib.Path, images_root: str) -> str:
+    """The name of an image's ``voc/`` and ``overlays/`` files: its path under ``images_root`` without extension.
+
+    Images of one name in different folders of a glob or list (``a/x.png``, ``b/x.png``) so keep their own files
+    (``voc/a/x.xml``, ``voc/b/x.xml``); for a folder it is the image's stem, as ``predict_folder`` names them.
+    An absolute list entry outside ``images_root`` keeps its stem.
+    """
+    try:
+        return path.resolve().relative_to(pathlib.Path(images_root).resolve()).with_suffix("").as_posix()
+    except ValueError:
+        return path.stem
+
+
 def predict_images(loaded, paths: list[pathlib.Path], output_dir: str, threshold: float,
-                   object_size_ratio: float) -> list:
+                   object_size_ratio: float, images_root: str = "") -> list:
     """Per path: its record (boxes, size, windows) or why it could not be read (``TaskPredictor.predict``)."""
     from helpers.detection import predict
 
@@ -62,7 +76,8 @@ def predict_images(loaded, paths: list[pathlib.Path], output_dir: str, threshold
     outcomes = []
     for path in paths:
         try:
-            image = predict.predict_image(detector, path, output, threshold, object_size_ratio, colours)
+            image = predict.predict_image(detector, path, output, threshold, object_size_ratio, colours,
+                                          output_stem(path, images_root) if images_root else None)
         except errors.DatasetError as error:
             outcomes.append(str(error))
             continue
@@ -88,14 +103,19 @@ def merge(output_dir: pathlib.Path, records: Iterable[dict], detector: types.Sim
                                object_size_ratio, count_each_object_once, run_root, images_folder_name)
 
 
-def images_folder_name(images_argument: str) -> str:
-    """The folder name Label Studio's image links use: the folder's, a pattern's folder's, or the list file's folder's."""
+def images_root(images_argument: str) -> pathlib.Path:
+    """The folder the job's image names are relative to: the folder, a pattern's folder, or the list file's folder."""
     path = pathlib.Path(str(images_argument).strip()).expanduser()
     if path.is_dir():
-        return path.resolve().name
+        return path.resolve()
     if path.is_file():
-        return path.resolve().parent.name
-    return prediction_jobs.glob_root(str(path)).resolve().name
+        return path.resolve().parent
+    return prediction_jobs.glob_root(str(path)).resolve()
+
+
+def images_folder_name(images_argument: str) -> str:
+    """The folder name Label Studio's image links use (the name of ``images_root``)."""
+    return images_root(images_argument).name
 
 
 def job_predictor(run: runs.RunFolder, output_dir: str | pathlib.Path, images_argument: str,
@@ -109,7 +129,7 @@ def job_predictor(run: runs.RunFolder, output_dir: str | pathlib.Path, images_ar
     ratio = predict.checked_object_size_ratio(object_size_ratio)
     output = str(pathlib.Path(output_dir).expanduser().resolve())  # workers on other machines get the same path
     predict_function = functools.partial(predict_images, output_dir=output, threshold=detector.score_threshold,
-                                         object_size_ratio=ratio)
+                                         object_size_ratio=ratio, images_root=str(images_root(images_argument)))
     merge_function = functools.partial(merge, detector=detector, threshold=detector.score_threshold,
                                        object_size_ratio=ratio, count_each_object_once=bool(count_each_object_once),
                                        run_root=str(run.root), images_folder_name=images_folder_name(images_argument))
