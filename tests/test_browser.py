@@ -242,8 +242,17 @@ def page(notebook_server, browser):
     return {"driver": browser, "screenshots": folder, "data": notebook_server["folder"] / "data"}
 
 
-def image_sources(output) -> list[str]:
-    return [image.get_attribute("src") for image in output.find_elements("css selector", "img")]
+def image_sources(driver, index: int) -> list[str]:
+    """The ``src`` of every picture in the output of cell ``index``, read in one step inside the browser.
+
+    Read in JavaScript, not element by element: the live curve replaces its ``img`` after every
+    epoch, so an element found a moment earlier can be gone when its ``src`` is asked for
+    (Selenium's StaleElementReferenceException, seen once in CI).
+    """
+    return driver.execute_script(
+        "const cell = document.querySelectorAll('#notebook-container .cell')[arguments[0]];"
+        "return Array.from(cell.querySelectorAll('.output_wrapper img'), image => image.src);",
+        index)
 
 
 @pytest.mark.slow
@@ -253,14 +262,14 @@ def test_the_live_training_curve_is_one_picture_updated_after_every_epoch(page):
     seen = []
     deadline = time.monotonic() + 60 + TRAINING_EPOCHS * SECONDS_BETWEEN_EPOCHS
     while not cell_done(driver, 1) and time.monotonic() < deadline:
-        sources = image_sources(output_of(driver, 1))
+        sources = image_sources(driver, 1)
         assert len(sources) <= 1  # updated in place, never one picture per epoch
         if sources and sources[0] not in seen:
             seen.append(sources[0])
         time.sleep(0.2)
     assert cell_done(driver, 1), "the live-curve cell did not finish"
     assert len(seen) >= 2, "the curve was not seen changing while the cell ran"
-    final = image_sources(output_of(driver, 1))
+    final = image_sources(driver, 1)
     saved = (page["data"] / "run" / "plots" / "training_curves.png").read_bytes()
     assert final == ["data:image/png;base64," + base64.b64encode(saved).decode()]  # the last epoch's curves
     save_screenshot(output_of(driver, 1), page["screenshots"], "live_training_curve.png")
