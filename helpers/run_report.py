@@ -65,9 +65,9 @@ def accelerator_used(training_hardware: str | None = None) -> str:
 
     Args:
         training_hardware: the sentence training recorded (``strategy.describe_strategy``), which
-            names a TPU or several devices; None for a QC report (this machine's GPU, if any).
+            names a TPU, several devices or several machines; None for a QC report (this machine's GPU, if any).
     """
-    if training_hardware and ("TPU" in training_hardware or "devices at once" in training_hardware):
+    if training_hardware and ("TPU" in training_hardware or "at once" in training_hardware):
         return training_hardware
     gpu = environment.gpu_check()
     if gpu.available and not (training_hardware or "").startswith("Training on the CPU"):

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from helpers import config as config_module
 from helpers import errors, runs
 from helpers import split as split_module
+from helpers import training_cluster
 
 DRIVE_HINT = " On Colab, Drive folders start with /content/gdrive/MyDrive/ (run section 2 first)."
 
@@ -172,7 +173,8 @@ def open_session(session_class: type, config_class: type, preset: str, form_fiel
     session_class.require_inputs(config)
     if not config.model_path.strip():
         raise errors.ConfigError("model_path: empty. Type the folder where the run folder should be created.")
-    run = runs.open_run_folder(config.model_path, config.model_name, config)
+    # One of several training processes (TF_CONFIG / Slurm): only the chief writes the user's run folder.
+    run = training_cluster.open_run_folder(config.model_path, config.model_name, config)
     state = "Resuming the run in" if run.resumed else "New run folder:"
     print(f"{state} {run.root}\n{config_module.settings_summary(config)}\n")
     return session_class(config=config, run=run)

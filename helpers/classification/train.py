@@ -29,10 +29,15 @@ over the epoch's augmented (and mixed) batches, weighted like the loss: with ``c
 ``train_accuracy`` is therefore the training *balanced* accuracy. The validation figures are
 measured after the epoch on the un-augmented validation images (scikit-learn);
 ``validation_loss`` is the plain cross-entropy (no label smoothing, no class weights).
+
+On several machines (``MultiWorkerMirroredStrategy``, ``helpers.strategy``) every worker runs this
+same loop in lockstep; only the chief's ``run`` is the user's folder (``helpers.training_cluster``),
+and ``_multi_worker_fit`` works around Keras 3's ``fit`` under that strategy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -330,7 +335,21 @@ def _datasets(config, train_items, validation_items, classes, task: TrainingTask
     validation_labels = [classes.index(item.label) for item in validation_items]
     validation = (pipeline.evaluation_dataset([item.path for item in validation_items], config.image_size,
                                               config.batch_size, loader=task.loader) if validation_items else None)
-    return train, steps, validation, validation_labels
+    return _shard_by_data(train), steps, _shard_by_data(validation) if validation is not None else None, validation_labels
+
+
+def _shard_by_data(dataset):
+    """``dataset`` split between the workers of a multi-worker run by elements (``AutoShardPolicy.DATA``).
+
+    Our pipelines read images from a list of paths, not from files of records, so TensorFlow's default
+    (try ``FILE``, then fall back to ``DATA`` with a warning) would end up here anyway; on one machine
+    the option has no effect. Every worker runs the same seeded pipeline and keeps its part of each batch.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _compile(model, config: ClassificationConfig, phase: str, task: TrainingTask = CLASSIFICATION) -> None:
@@ -393,8 +412,9 @@ def train_classifier(config: ClassificationConfig, run: runs.RunFolder, train_it
             continue
         with strategy.scope():
             model = _phase_model(model, config, run, state, phase, classes, weights_path, initial_model_path, task)
-        _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,
-                   callbacks, task)
+        with strategy.scope(), _multi_worker_fit(model, strategy):
+            _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,
+                       callbacks, task)
     step_times = [row["seconds_per_step"] for row in state["rows"] if row["epoch"] > resumed_from]
     best = model_module.load_classifier(run.checkpoints / BEST_FILE) if (run.checkpoints / BEST_FILE).is_file() else None
     if best is None:
@@ -421,6 +441,43 @@ def _phase_model(model, config, run, state, phase, classes, weights_path, initia
     state["phase"] = phase
     _compile(model, config, phase, task)
     return model
+
+
+@contextlib.contextmanager
+def _multi_worker_fit(model, strategy):
+    """Let Keras 3 ``fit`` a model under ``MultiWorkerMirroredStrategy`` (run inside ``strategy.scope()``).
+
+    Keras 3.13's ``fit`` first averages one input batch over the replicas to build the model
+    symbolically (``_maybe_symbolic_build``), which fails across workers (``strategy.reduce`` of a
+    tuple: "Attempt to convert a value (PerReplica...)", keras-team/keras#20585). A model without its
+    own strategy skips that step and builds when its train step is traced, and Keras then takes the
+    strategy of the enclosing scope, so the model's own reference is lifted for the ``fit`` call. Its
+    step then averages each logged figure over the workers with ``axis=0``, which fails on scalars (same
+    issue), so during ``fit`` Keras's ``reduce_per_replica`` averages scalars over all replicas instead.
+    """
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    own = getattr(model, "_distribute_strategy", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or own is None:
+        yield
+        return
+    original = keras_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        def reduce(value):
+            # One replica per worker gives plain tensors, several give PerReplica values: both are reduced.
+            if reduction in ("auto", "mean") and strategy.experimental_local_results(value)[0].shape.rank == 0:
+                return strategy.reduce("MEAN", value, axis=None)  # a figure of the step: mean over every replica
+            return original(value, strategy, reduction)
+
+        return tf.nest.map_structure(reduce, values)
+
+    model._distribute_strategy, keras_trainer.reduce_per_replica = None, reduce_per_replica
+    try:
+        yield
+    finally:
+        model._distribute_strategy, keras_trainer.reduce_per_replica = own, original
 
 
 def _fit_phase(model, config, run, state, phase, last, train, steps, validation, validation_labels, classes,

@@ -37,6 +37,7 @@ import tf_keras
 
 from helpers import errors, history, runs
 from helpers import strategy as strategy_module
+from helpers import training_cluster
 from helpers.detection import backbones, inference, records, tiling
 from helpers.detection import model as model_module
 from helpers.detection.config import DetectionConfig
@@ -479,6 +480,9 @@ def train_detector(config: DetectionConfig, run: runs.RunFolder, train_items: Se
     """
     if not train_items:
         raise errors.DatasetError("train: no training images. Check images_dir/annotations_dir and validation_fraction.")
+    if strategy is None and training_cluster.cluster_role() is not None:  # every worker stops here: none waits
+        raise errors.ConfigError("detection: training on several machines (TF_CONFIG, or srun with several tasks) is "
+                                 "not supported yet. Train in one process: unset TF_CONFIG, or srun --ntasks=1.")
     pixel_scale = pixel_scale or pixel_scale_for(config, train_items, usable_objects)
     train_set, validation_set = _write_record_sets(config, run, train_items, validation_items, class_names,
                                                    usable_objects, pixel_scale)
