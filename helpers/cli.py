@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import os
 import pathlib
+import re
 import sys
 import textwrap
 import typing
@@ -32,6 +33,20 @@ from helpers import errors
 from helpers import workflow as shared_workflow
 
 USER_ERROR_EXIT_CODE = 2
+# Messages are shared with the notebooks, which name their forms and fields; on the command line the
+# same things are the settings file's keys and the command's options (the user never saw form 1.1).
+COMMAND_LINE_WORDS = (
+    (re.escape(shared_workflow.DRIVE_HINT), ""),
+    (r"\bin form 1\.1\b", "in the settings file (--config)"),
+    (r"\bform 1\.1\b", "the settings file (--config)"),
+    (r"\bTraining_images\b", "images_dir"),
+    (r"\bTraining_annotations\b", "annotations_dir"),
+    (r"\bLabels_csv\b", "labels_csv"),
+    (r"\bTest_images\b", "--images"),
+    (r"\bTest_annotations\b", "--annotations"),
+    (r"\bTest_labels_csv\b", "--labels"),
+    (r"\(section 4\)", "(dl4cells TASK train)"),
+)
 INTERRUPTED_EXIT_CODE = 130
 TASKS = ("detection", "classification", "grading")
 COMMENT_WIDTH = 100
@@ -380,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_line_wording(message: str) -> str:
+    """``message`` with the notebook's form and field names replaced by the settings file's keys and options."""
+    for pattern, replacement in COMMAND_LINE_WORDS:
+        message = re.sub(pattern, replacement, message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status (0 done, 2 a user error, 130 interrupted)."""
     arguments = build_parser().parse_args(argv)
@@ -388,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.HelpersError as error:
         if os.environ.get(errors.FULL_TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        print(f"{type(error).__name__}: {command_line_wording(str(error))}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
         print("Interrupted. Run the same command again to resume (training continues after the last finished "

@@ -37,6 +37,19 @@ NO_TENSORFLOW_MESSAGE = ("TensorFlow is not installed in this runtime (Colab's T
                          "these notebooks cannot use a TPU): choose Runtime > Change runtime type > T4 GPU, "
                          "then run the notebook again from the top.")
 RESTART_MESSAGE = "Runtime → Restart session, then run the notebook again from the top."
+# The same advice off Colab (a lab workstation or a cluster node: Jupyter or the dl4cells command).
+GPU_ON_A_WORKSTATION = ('On a workstation with an NVIDIA GPU: check that nvidia-smi lists it, install TensorFlow '
+                        'with its CUDA libraries in this environment (pip install "tensorflow[and-cuda]>=2.20,<2.21", '
+                        'Linux), then restart Jupyter\'s kernel or run the dl4cells command again.')
+NO_GPU_MESSAGE_LOCAL = "No GPU: training will be slow. " + GPU_ON_A_WORKSTATION
+NO_TENSORFLOW_MESSAGE_LOCAL = ("TensorFlow is not installed in this environment: run pip install -r requirements.txt "
+                               "(README, \"Beyond Colab\"), then restart Jupyter's kernel or run the command again.")
+RESTART_MESSAGE_LOCAL = "Kernel → Restart in Jupyter (or run the dl4cells command again), then run the notebook again from the top."
+
+
+def restart_message() -> str:
+    """How to restart the Python session here: Colab's menu on Colab, Jupyter's kernel elsewhere."""
+    return RESTART_MESSAGE if in_colab() else RESTART_MESSAGE_LOCAL
 NVIDIA_SMI_TIMEOUT_SECONDS = 15
 GIT_TIMEOUT_SECONDS = 10
 # Modules whose loaded copy must be the installed one: (import name, distributions that provide it).
@@ -124,7 +137,8 @@ def _tensorflow_gpus() -> list[str] | None:
     return [device.name for device in tf.config.list_physical_devices("GPU")]
 
 
-def gpu_status(nvidia_gpus: list[tuple[str, str]] | None, tensorflow_gpus: list[str] | None) -> GpuStatus:
+def gpu_status(nvidia_gpus: list[tuple[str, str]] | None, tensorflow_gpus: list[str] | None,
+               colab: bool | None = None) -> GpuStatus:
     """What to tell the user, from what ``nvidia-smi`` and TensorFlow each see.
 
     TensorFlow decides: a GPU that ``nvidia-smi`` lists but TensorFlow cannot use (a CUDA or
@@ -133,9 +147,12 @@ def gpu_status(nvidia_gpus: list[tuple[str, str]] | None, tensorflow_gpus: list[
     Args:
         nvidia_gpus: ``[(name, memory), ...]`` from ``nvidia-smi``, or None when it is absent or failed.
         tensorflow_gpus: TensorFlow's GPU device names, or None when TensorFlow is not installed.
+        colab: whether this is Colab (None = ``in_colab()``): Colab's menus there, a workstation's
+            installation steps elsewhere.
     """
+    colab = in_colab() if colab is None else colab
     if tensorflow_gpus is None:
-        return GpuStatus(False, None, NO_TENSORFLOW_MESSAGE)
+        return GpuStatus(False, None, NO_TENSORFLOW_MESSAGE if colab else NO_TENSORFLOW_MESSAGE_LOCAL)
     if tensorflow_gpus:
         if nvidia_gpus:
             name, memory = nvidia_gpus[0]
@@ -145,11 +162,14 @@ def gpu_status(nvidia_gpus: list[tuple[str, str]] | None, tensorflow_gpus: list[
         return GpuStatus(True, tensorflow_gpus[0], f"GPU available to TensorFlow: {tensorflow_gpus[0]}.")
     if nvidia_gpus:
         name = nvidia_gpus[0][0]
-        return GpuStatus(False, None, f"nvidia-smi sees a GPU ({name}) but TensorFlow cannot use it, so training "
-                                      f"would run on the CPU. Choose {RESTART_MESSAGE} If this message comes "
+        cannot_use = f"nvidia-smi sees a GPU ({name}) but TensorFlow cannot use it, so training would run on the CPU."
+        if not colab:  # usually TensorFlow without its CUDA libraries, or a driver older than its CUDA
+            return GpuStatus(False, None, f"{cannot_use} {GPU_ON_A_WORKSTATION} The driver must support the CUDA "
+                                          f"version TensorFlow was built for (nvidia-smi shows it, top right).")
+        return GpuStatus(False, None, f"{cannot_use} Choose {RESTART_MESSAGE} If this message comes "
                                       f"back, choose Runtime > Disconnect and delete runtime, then run the notebook "
                                       f"again from the top.")
-    return GpuStatus(False, None, NO_GPU_MESSAGE)
+    return GpuStatus(False, None, NO_GPU_MESSAGE if colab else NO_GPU_MESSAGE_LOCAL)
 
 
 def gpu_check() -> GpuStatus:

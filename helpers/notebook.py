@@ -49,7 +49,7 @@ def check_installation(preinstalled: dict[str, str] | None = None, expected_vers
     stale = environment.stale_modules()
     if stale:
         raise errors.RuntimeProblem(f"Some packages were replaced after they were imported ({'; '.join(stale)}): "
-                                    f"choose {environment.RESTART_MESSAGE}")
+                                    f"choose {environment.restart_message()}")
     problems += environment.check_requirements()
     if problems:
         print("Some installed versions differ from the tested ones:")

@@ -23,7 +23,7 @@ import shutil
 
 import tensorflow as tf
 
-from helpers import training_cluster
+from helpers import environment, training_cluster
 
 _TPU_ENVIRONMENT_VARIABLES = ("COLAB_TPU_ADDR", "TPU_NAME")
 # First port of SlurmClusterResolver (TensorFlow's default); the tasks of one node use the next ones.
@@ -138,8 +138,10 @@ def describe_strategy(strategy: tf.distribute.Strategy | None = None) -> str:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return "Training on one GPU."
-    return (f"Training on the CPU ({os.cpu_count()} cores); no GPU was found. This is slow: on Colab choose "
-            f"Runtime > Change runtime type > GPU.")
+    where = ("on Colab choose Runtime > Change runtime type > GPU." if environment.in_colab() else
+             "on a workstation with an NVIDIA GPU, install TensorFlow with its CUDA libraries "
+             '(pip install "tensorflow[and-cuda]>=2.20,<2.21", Linux).')
+    return f"Training on the CPU ({os.cpu_count()} cores); no GPU was found. This is slow: {where}"
 
 
 def _describe_multi_worker(strategy: tf.distribute.Strategy) -> str:

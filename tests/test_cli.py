@@ -6,6 +6,7 @@ errors as one line and exit status 2); one subprocess checks ``python -m helpers
 smallest budget the engine tests use (one epoch of two steps), then run ``qc`` and ``predict``.
 """
 
+import argparse
 import csv
 import dataclasses
 import pathlib
@@ -146,6 +147,25 @@ def test_train_names_an_empty_data_field_before_making_a_run_folder(tmp_path, ca
 
 
 # ----- user errors --------------------------------------------------------------------------
+def test_errors_shared_with_the_notebooks_name_the_settings_file_and_options_not_the_forms(capsys, monkeypatch):
+    from helpers import workflow
+
+    def refuse(arguments):
+        workflow.require_folder("Training_images", "/nowhere/images")
+
+    class Parser:  # any command whose step raises the notebooks' message
+        def parse_args(self, argv):
+            return argparse.Namespace(function=refuse)
+
+    monkeypatch.setattr(cli, "build_parser", Parser)
+    status, _, err = run_command(["grading", "qc", "--model", "/nowhere"], capsys)
+    assert status == 2 and err == ("DatasetError: images_dir: folder /nowhere/images does not exist. Check the path "
+                                   "in the settings file (--config).\n")
+    assert cli.command_line_wording("Fix the Training_images path in form 1.1; Test_labels_csv; Finish training "
+                                    "(section 4) first.") == ("Fix the images_dir path in the settings file (--config); "
+                                                              "--labels; Finish training (dl4cells TASK train) first.")
+
+
 def test_a_missing_images_folder_is_one_line_on_stderr_and_exit_status_2(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(errors.FULL_TRACEBACK_VARIABLE, raising=False)
     arguments = ["classification", "predict", "--model", tmp_path, "--images", tmp_path / "missing",

@@ -128,9 +128,22 @@ def test_gpu_check_gives_a_plain_message():
     assert status.available == (status.name is not None) and status.message
     if not status.available:
         assert "training will be slow" in status.message
-        assert "Runtime > Change runtime type > GPU" in status.message
+        assert "nvidia-smi lists it" in status.message  # this machine is not Colab: a workstation's steps
     else:
         assert status.name in status.message
+
+
+def test_without_a_gpu_colab_gets_its_menu_and_a_workstation_the_installation_step():
+    on_colab = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=[], colab=True).message
+    elsewhere = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=[], colab=False).message
+    assert on_colab == environment.NO_GPU_MESSAGE and "Runtime > Change runtime type > GPU" in on_colab
+    assert elsewhere == environment.NO_GPU_MESSAGE_LOCAL and "Runtime" not in elsewhere
+    assert 'pip install "tensorflow[and-cuda]' in elsewhere
+    unusable = environment.gpu_status(nvidia_gpus=[("RTX 4090", "24564 MiB")], tensorflow_gpus=[], colab=False).message
+    assert unusable.startswith("nvidia-smi sees a GPU (RTX 4090) but TensorFlow cannot use it")
+    assert "tensorflow[and-cuda]" in unusable and "CUDA version" in unusable and "Runtime" not in unusable
+    no_tensorflow = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=None, colab=False).message
+    assert "pip install -r requirements.txt" in no_tensorflow and "Runtime" not in no_tensorflow
 
 
 def fake_nvidia_smi(folder: pathlib.Path, body: str) -> None:
@@ -157,6 +170,7 @@ def test_a_gpu_that_tensorflow_cannot_use_is_not_available(tmp_path, monkeypatch
     fake_nvidia_smi(tmp_path, 'echo "Tesla T4, 15360 MiB"')
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     monkeypatch.setattr(environment, "_tensorflow_gpus", lambda: [])
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20260101")  # Colab's own advice
     status = environment.gpu_check()
     assert (status.available, status.name) == (False, None)
     assert status.message.startswith("nvidia-smi sees a GPU (Tesla T4) but TensorFlow cannot use it")
@@ -164,7 +178,7 @@ def test_a_gpu_that_tensorflow_cannot_use_is_not_available(tmp_path, monkeypatch
 
 
 def test_without_tensorflow_the_gpu_check_names_the_runtime_to_choose(monkeypatch):
-    status = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=None)
+    status = environment.gpu_status(nvidia_gpus=None, tensorflow_gpus=None, colab=True)
     assert (status.available, status.message) == (False, environment.NO_TENSORFLOW_MESSAGE)
     assert "TPU runtime" in status.message and "T4 GPU" in status.message
 
@@ -179,7 +193,7 @@ def test_a_failing_nvidia_smi_and_no_tensorflow_gpu_means_no_gpu(tmp_path, monke
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     monkeypatch.setattr(environment, "_tensorflow_gpus", lambda: [])
     status = environment.gpu_check()
-    assert (status.available, status.name, status.message) == (False, None, environment.NO_GPU_MESSAGE)
+    assert (status.available, status.name, status.message) == (False, None, environment.NO_GPU_MESSAGE_LOCAL)
     assert "gpu driver" not in environment.versions()
 
 
@@ -243,8 +257,11 @@ def test_installation_check_asks_for_a_restart_when_an_imported_module_was_repla
     from helpers import notebook
 
     monkeypatch.setattr(environment, "stale_modules", lambda: ["numpy 2.0.2 is loaded, 2.1.3 is installed"])
-    with pytest.raises(errors.RuntimeProblem, match=r"numpy 2.0.2 is loaded.*Runtime → Restart session"):
+    with pytest.raises(errors.RuntimeProblem, match=r"numpy 2.0.2 is loaded.*Kernel → Restart in Jupyter"):
         notebook.check_installation({})
+    monkeypatch.setattr(environment, "in_colab", lambda: True)
+    with pytest.raises(errors.RuntimeProblem, match=r"numpy 2.0.2 is loaded.*Runtime → Restart session"):
+        notebook.check_installation({"tensorflow": "2.20.0"})
 
 
 def test_installation_check_names_a_helpers_version_other_than_the_notebooks(capsys):
