@@ -19,6 +19,12 @@ learning-rate schedule come from Model Garden's ``OptimizerFactory`` through
   ``validation_epochs`` chooses (every epoch on a GPU; on a CPU every few epochs and every epoch of
   the last tenth); its time is the ``validation_seconds`` column;
 * a progress-bar callback (``ProgressCallback``); the live plot is ``helpers.live_plot.LivePlotCallback``.
+
+On several machines (``MultiWorkerMirroredStrategy``, chosen by ``helpers.strategy`` from ``TF_CONFIG`` or
+Slurm) every worker runs this same loop in lockstep: Model Garden's reader gives each worker its share of
+the records, batch norm is synchronised over all replicas (``model.build_experiment``), every worker
+validates, and the best-epoch decision is averaged over the workers (``_agreed``) so that all save the
+same checkpoints; only the chief's run folder is the user's (``helpers.training_cluster``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ import tf_keras
 
 from helpers import errors, history, runs
 from helpers import strategy as strategy_module
-from helpers import training_cluster
 from helpers.detection import backbones, inference, records, tiling
 from helpers.detection import model as model_module
 from helpers.detection.config import DetectionConfig
@@ -414,10 +419,25 @@ def _epoch_score(row: dict, has_validation: bool) -> float | None:
     return None if has_validation else -row["train_total_loss"]
 
 
+def _agreed(strategy: tf.distribute.Strategy, value: float) -> float:
+    """``value`` averaged over every worker of a multi-worker run (itself on one machine).
+
+    Each worker validates the same images with the same weights, so their scores agree; the mean makes
+    sure of it, because a worker that alone decided to save a "best" checkpoint would leave the others
+    waiting in that save's collective reads of the distributed variables.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):  # every worker calls the collective
+        return value
+    mean = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.MEAN, tf.constant(value, tf.float64)))
+    return float(strategy.experimental_local_results(mean)[0])
+
+
 def _save_epoch(loop: _Loop, managers, row: dict, has_validation: bool = False) -> None:
     """Checkpoint the epoch (best first, then latest), then append its history row."""
     epoch = row["epoch"]
     score = _epoch_score(row, has_validation)
+    score = None if score is None else _agreed(loop.strategy, score)
     rows = json.loads(loop.state["history"].numpy().decode("utf-8"))
     loop.state["history"].assign(json.dumps([old for old in rows if old["epoch"] < epoch] + [row]))
     loop.state["epoch"].assign(epoch)
@@ -480,9 +500,6 @@ def train_detector(config: DetectionConfig, run: runs.RunFolder, train_items: Se
     """
     if not train_items:
         raise errors.DatasetError("train: no training images. Check images_dir/annotations_dir and validation_fraction.")
-    if strategy is None and training_cluster.cluster_role() is not None:  # every worker stops here: none waits
-        raise errors.ConfigError("detection: training on several machines (TF_CONFIG, or srun with several tasks) is "
-                                 "not supported yet. Train in one process: unset TF_CONFIG, or srun --ntasks=1.")
     pixel_scale = pixel_scale or pixel_scale_for(config, train_items, usable_objects)
     train_set, validation_set = _write_record_sets(config, run, train_items, validation_items, class_names,
                                                    usable_objects, pixel_scale)
