@@ -18,6 +18,12 @@ again skips every image that already has its file, so a killed job continues whe
 records the model and the images, and a different model or images into the same output folder is refused.
 Only the output folder is written, never the images' folders.
 
+A very large image (a slide or a stitched scan) is not one work item: a task that says how to cut it
+(``TaskPredictor.parts``, detection's windows) gets one work item per part, so one slide is spread over all
+workers; each part's result is a file under ``<output>/per_part/``, and the worker that finishes an image's
+last part joins them (detection: the merge across window seams) into the image's record. A resumed job
+predicts only the parts without a file.
+
 The task-specific part is a ``TaskPredictor`` (picklable: module-level functions and plain values), made
 by the task (``helpers.<task>.workflow.prediction_job``); this module imports no task package.
 """
@@ -38,6 +44,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from helpers import errors, images
 
 PER_IMAGE_FOLDER = "per_image"
+# Results of parts of very large images (``TaskPredictor.parts``), kept until the job's end like per_image.
+PER_PART_FOLDER = "per_part"
 JOB_FILE = "job.json"
 GLOB_CHARACTERS = "*?["
 # Work items in flight per worker: enough to keep a worker busy while the next chunk travels, few enough that
@@ -64,6 +72,11 @@ class TaskPredictor:
             files (detection), as in the task's single-process prediction.
         merge: ``merge(output_dir, records)`` writes ``predictions.csv`` and the task's other files from the
             records of the readable images (dicts with ``name``), in name order; None = the rows under ``header``.
+        parts: ``parts(path) -> K``, read on the client from the file's header: a very large image is K work
+            items (K > 1), so that one slide is spread over the workers; None or 1 = the image is one item.
+        predict_part: ``predict_part(model, path, k, K) -> dict`` (JSON values): part k of the image's K.
+        join_parts: ``join_parts(model, path, [K part dicts]) -> outcome`` (as ``predict`` gives for one
+            path), run by the worker that finds the image's last part done.
     """
 
     model_key: str
@@ -72,6 +85,9 @@ class TaskPredictor:
     header: tuple[str, ...]
     recursive: bool = True
     merge: Callable[[pathlib.Path, Iterator[dict]], Any] | None = None
+    parts: Callable[[pathlib.Path], int] | None = None
+    predict_part: Callable[[Any, pathlib.Path, int, int], dict] | None = None
+    join_parts: Callable[[Any, pathlib.Path, list[dict]], Any] | None = None
 
 
 @dataclasses.dataclass
@@ -215,13 +231,52 @@ def loaded_model(predictor: TaskPredictor) -> Any:
     return _LOADED_MODELS[predictor.model_key]
 
 
-def predict_chunk(predictor: TaskPredictor, chunk: Sequence[tuple[str, str]], per_image_dir: str) -> int:
-    """The work item: predict ``chunk`` [(name, path)], write one result file per image; returns the count."""
-    outcomes = predictor.predict(loaded_model(predictor), [pathlib.Path(path) for _, path in chunk])
-    for (name, _), outcome in zip(chunk, outcomes):
-        write_atomically(result_path(pathlib.Path(per_image_dir), name), json.dumps(_record(name, outcome),
-                                                                                   ensure_ascii=False))
-    return len(chunk)
+def part_path(per_image_dir: pathlib.Path, name: str, part: int, parts: int) -> pathlib.Path:
+    """``<output>/per_part/<name>/<k>-of-<K>.json``: the result of part k of an image of K parts."""
+    folder = result_path(per_image_dir.parent / PER_PART_FOLDER, name).with_suffix("")
+    return folder / f"{part}-of-{parts}.json"
+
+
+def predict_chunk(predictor: TaskPredictor, chunk: Sequence[tuple], per_image_dir: str) -> float:
+    """The work item: predict ``chunk``, write one result file per image (or per part); returns images done.
+
+    ``chunk`` holds (name, path) entries of whole images, or one (name, path, k, K) entry: part k of an
+    image cut into K parts (counted as 1/K of an image).
+    """
+    per_image = pathlib.Path(per_image_dir)
+    whole = [entry for entry in chunk if len(entry) == 2]
+    if whole:
+        outcomes = predictor.predict(loaded_model(predictor), [pathlib.Path(path) for _, path in whole])
+        for (name, _), outcome in zip(whole, outcomes):
+            write_atomically(result_path(per_image, name), json.dumps(_record(name, outcome), ensure_ascii=False))
+    done = float(len(whole))
+    for name, path, part, parts in (entry for entry in chunk if len(entry) == 4):
+        _predict_part(predictor, per_image, name, pathlib.Path(path), part, parts)
+        done += 1 / parts
+    return done
+
+
+def _predict_part(predictor: TaskPredictor, per_image_dir: pathlib.Path, name: str, path: pathlib.Path,
+                  part: int, parts: int) -> None:
+    """Predict part ``part`` of ``parts`` (unless its file exists); join the image once all its parts are there.
+
+    Every part's file is written (atomically) before its worker looks for the others, so of two workers
+    finishing an image's last two parts at once at least one sees all of them; when both do, both write the
+    same record (the join is deterministic), which costs time but no result.
+    """
+    record_file = result_path(per_image_dir, name)
+    target = part_path(per_image_dir, name, part, parts)
+    model = loaded_model(predictor)
+    try:
+        if not target.is_file() and not record_file.is_file():
+            write_atomically(target, json.dumps(predictor.predict_part(model, path, part, parts)))
+        files = [part_path(per_image_dir, name, index, parts) for index in range(parts)]
+        if record_file.is_file() or not all(file.is_file() for file in files):
+            return
+        outcome = predictor.join_parts(model, path, [json.loads(file.read_text(encoding="utf-8")) for file in files])
+    except errors.DatasetError as error:  # the image turned out unreadable part-way
+        outcome = str(error)
+    write_atomically(record_file, json.dumps(_record(name, outcome), ensure_ascii=False))
 
 
 def _record(name: str, outcome: str | list | dict) -> dict:
@@ -307,11 +362,41 @@ def prepare_output(output_dir: pathlib.Path, description: dict, images_root: pat
     write_atomically(job_file, json.dumps(description, indent=1, ensure_ascii=False))
 
 
-def _chunks(pairs: Iterable[tuple[str, pathlib.Path]], size: int) -> Iterator[list[tuple[str, str]]]:
-    """Lists of at most ``size`` (name, path) pairs, paths as text (sent to other processes)."""
-    iterator = iter(pairs)
-    while chunk := [(name, str(path)) for name, path in itertools.islice(iterator, size)]:
+def _chunks(entries: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    """Work items: lists of at most ``size`` whole-image entries (name, path); each part entry alone."""
+    chunk = []
+    for entry in entries:
+        if len(entry) == 4:
+            yield [entry]
+            continue
+        chunk.append(entry)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
         yield chunk
+
+
+def _work_entries(predictor: TaskPredictor, pairs: Iterable[tuple[str, pathlib.Path]],
+                  per_image_dir: pathlib.Path) -> Iterator[tuple]:
+    """(name, path) for an image that is one work item; (name, path, k, K) for each part still to predict.
+
+    An image whose parts are all done but which has no record (the job stopped while joining it) gets one
+    entry of its last part, which joins it.
+    """
+    for name, path in pairs:
+        parts = 1
+        if predictor.parts is not None:
+            try:
+                parts = int(predictor.parts(path))
+            except errors.DatasetError:
+                parts = 1  # unreadable: the whole-image path reports it in the image's record
+        if parts <= 1:
+            yield name, str(path)
+            continue
+        missing = [part for part in range(parts) if not part_path(per_image_dir, name, part, parts).is_file()]
+        for part in missing or [parts - 1]:
+            yield name, str(path), part, parts
 
 
 def worker_environment(workers: int) -> dict[str, str]:
@@ -365,8 +450,8 @@ def dask_client(workers: int, scheduler: str) -> Iterator[Any]:
 
 
 def _run_on_client(client: Any, predictor: TaskPredictor, chunks: Iterator[list], per_image_dir: str,
-                   bar: Any) -> int:
-    """Submit ``chunks`` keeping a bounded number in flight; returns the images predicted.
+                   bar: Any) -> float:
+    """Submit ``chunks`` keeping a bounded number in flight; returns the images predicted (parts as fractions).
 
     A failed work item cancels the others and raises its error (finished images keep their files).
     """
@@ -391,7 +476,7 @@ def _run_on_client(client: Any, predictor: TaskPredictor, chunks: Iterator[list]
 
 
 def _predict_chunks(predictor: TaskPredictor, chunks: Iterator[list], per_image_dir: pathlib.Path, workers: int,
-                    scheduler: str, progress: bool) -> tuple[int, str]:
+                    scheduler: str, progress: bool) -> tuple[float, str]:
     """Predict ``chunks`` in this process or on Dask; (images predicted, where, in words)."""
     from tqdm.auto import tqdm
 
@@ -399,10 +484,11 @@ def _predict_chunks(predictor: TaskPredictor, chunks: Iterator[list], per_image_
         if client is not None:
             predicted = _run_on_client(client, predictor, chunks, str(per_image_dir), bar)
             return predicted, f"scheduler {scheduler}" if scheduler else f"{workers} local worker processes"
-        predicted = 0
+        predicted = 0.0
         for chunk in chunks:
-            predicted += predict_chunk(predictor, chunk, str(per_image_dir))
-            bar.update(len(chunk))
+            done = predict_chunk(predictor, chunk, str(per_image_dir))
+            predicted += done
+            bar.update(done)
         return predicted, "in this process"
 
 
@@ -430,6 +516,7 @@ def run_job(predictor: TaskPredictor, images_argument: str, output_dir: str | pa
     prepare_output(output_dir, description or {"model": predictor.model_key, "images": str(images_argument)}, root)
     per_image_dir = output_dir / PER_IMAGE_FOLDER
     per_image_dir.mkdir(exist_ok=True)
+    records_before = _record_count(per_image_dir)
     done = {"count": 0}
 
     def not_done(pair: tuple[str, pathlib.Path]) -> bool:
@@ -437,12 +524,20 @@ def run_job(predictor: TaskPredictor, images_argument: str, output_dir: str | pa
         done["count"] += finished
         return not finished
 
-    chunks = _chunks(itertools.islice(filter(not_done, pairs), stop_after), max(1, int(chunk_size)))
+    entries = _work_entries(predictor, itertools.islice(filter(not_done, pairs), stop_after), per_image_dir)
+    chunks = _chunks(entries, max(1, int(chunk_size)))
     first = next(chunks, None)  # None: every image is done already, no cluster needed
     if first is None:
-        predicted, where = 0, "nothing left to predict"
+        where = "nothing left to predict"
     else:
-        predicted, where = _predict_chunks(predictor, itertools.chain([first], chunks), per_image_dir, workers,
-                                           scheduler, progress)
+        where = _predict_chunks(predictor, itertools.chain([first], chunks), per_image_dir, workers, scheduler,
+                                progress)[1]
     written, unreadable = merge_results(predictor, output_dir)
+    # Images finished by this run: whole images, and very large ones whose last part this run predicted or joined.
+    predicted = _record_count(per_image_dir) - records_before
     return JobResult(output_dir, output_dir / "predictions.csv", predicted, done["count"], written, unreadable, where)
+
+
+def _record_count(per_image_dir: pathlib.Path) -> int:
+    """How many images have their result file (``per_image/**/*.json``)."""
+    return sum(1 for path in per_image_dir.rglob("*.json") if not path.name.startswith("."))

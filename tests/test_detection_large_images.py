@@ -134,3 +134,45 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
     areas = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return inter / (areas - inter)
+
+
+def job_files(folder: pathlib.Path) -> dict[str, bytes]:
+    """The files a prediction writes (a job's own bookkeeping left out), by path under ``folder``."""
+    from helpers import prediction_jobs
+
+    bookkeeping = (prediction_jobs.PER_IMAGE_FOLDER, prediction_jobs.PER_PART_FOLDER, prediction_jobs.JOB_FILE)
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*")
+            if path.is_file() and path.relative_to(folder).parts[0] not in bookkeeping}
+
+
+def test_fields_cut_into_parts_on_two_workers_give_the_single_process_files_and_resume_by_part(large_run, tmp_path):
+    from helpers import prediction_jobs
+    from helpers.detection import prediction_job
+
+    run, source = large_run["run"], large_run["test"] / "images"
+    single = predict.predict_folder(run.root, source, tmp_path / "single", progress=False)
+    expected = job_files(tmp_path / "single")
+    windows = large_run["scale"].windows_for(*FIELD)
+    parts = -(-windows // 2)  # 2 windows per part
+    assert windows >= 4 and len(single.counts) == 3
+
+    on_workers = prediction_jobs.run_job(prediction_job.job_predictor(run, tmp_path / "job2", str(source),
+                                                                      windows_per_part=2),
+                                         str(source), tmp_path / "job2", workers=2, progress=False)
+    assert (on_workers.images, on_workers.predicted) == (3, 3)
+    assert len(list((tmp_path / "job2" / prediction_jobs.PER_PART_FOLDER).rglob("*.json"))) == 3 * parts
+    assert job_files(tmp_path / "job2") == expected  # the seams of parts merged exactly as in one process
+
+    predictor = prediction_job.job_predictor(run, tmp_path / "job", str(source), windows_per_part=2)
+    prediction_jobs.run_job(predictor, str(source), tmp_path / "job", progress=False)
+    per_image, per_part = tmp_path / "job" / prediction_jobs.PER_IMAGE_FOLDER, tmp_path / "job" / prediction_jobs.PER_PART_FOLDER
+    # As if the job was killed while predicting the last part of one field: its record and that part are gone.
+    name = sorted(path.stem for path in per_image.glob("*.json"))[0]
+    prediction_jobs.result_path(per_image, name).unlink()
+    prediction_jobs.part_path(per_image, name, parts - 1, parts).unlink()
+    kept = {path: path.stat().st_mtime_ns for path in per_part.rglob("*.json")}
+    again = prediction_jobs.run_job(predictor, str(source), tmp_path / "job", progress=False)
+    assert (again.predicted, again.resumed, again.images) == (1, 2, 3)
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # only the missing part was predicted again
+    assert prediction_jobs.part_path(per_image, name, parts - 1, parts).is_file()
+    assert job_files(tmp_path / "job") == expected

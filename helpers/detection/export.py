@@ -200,22 +200,57 @@ class ExportedDetector:
         if self.pixel_scale is None or self._windows_signature is None:
             pixels = source.read(0, source.height, 0, source.width)
             return self._detect_whole(pixels, threshold, filename)
+        part = self.detect_window_range(source, threshold, object_size_ratio)
+        return self.merge_window_parts([part], filename)
+
+    def window_count(self, width: int, height: int, object_size_ratio: float = 1.0) -> int:
+        """How many windows ``detect`` cuts a ``width`` x ``height`` image into (1 for a model without pixel scale)."""
+        if self.pixel_scale is None or self._windows_signature is None:
+            return 1
+        return self.pixel_scale.windows_for(width, height, object_size_ratio)
+
+    def detect_window_range(self, image: "np.ndarray | tiling.ImageSource", score_threshold: float,
+                            object_size_ratio: float = 1.0, first: int = 0, stop: int | None = None) -> dict:
+        """The detections of windows ``first``..``stop - 1`` of one image, before the merge across seams.
+
+        A very large image is spread over several workers this way (``helpers.detection.prediction_job``):
+        each detects a range of its windows, and ``merge_window_parts`` joins the ranges exactly as
+        ``detect`` does for the whole image.
+
+        Returns:
+            JSON-ready dict: ``boxes`` [K][4] in the image's own pixels, ``scores`` [K], ``classes`` [K]
+            (1..N), ``owned`` [K] (whether the box's centre is in the window's own part, ``tiling.owned_by_window``)
+            and ``windows``, the image's window count.
+        """
+        from helpers.detection import tiling
+
+        source = image if isinstance(image, tiling.ImageSource) else tiling.ArraySource(image)
         scaled = tiling.ScaledImage(source, self.pixel_scale.scale / object_size_ratio)
         areas = scaled.windows(self.pixel_scale.window, self.pixel_scale.overlap)
-        boxes, scores, classes, owned = [], [], [], []
-        for batch in tiling.iterate_batches(areas, WINDOWS_PER_BATCH):
+        boxes, scores, classes, owned = [np.zeros((0, 4))], [np.zeros(0)], [np.zeros(0, np.int32)], [np.zeros(0, bool)]
+        for batch in tiling.iterate_batches(areas[first:stop], WINDOWS_PER_BATCH):
             found = self._detect_windows([scaled.pixels(area) for area in batch])
             for area, (window_boxes, window_scores, window_classes) in zip(batch, found):
-                keep = window_scores >= threshold
+                keep = window_scores >= score_threshold
                 window_boxes, window_scores, window_classes = window_boxes[keep], window_scores[keep], window_classes[keep]
                 boxes.append(scaled.to_image_pixels(window_boxes, area))
                 scores.append(window_scores)
                 classes.append(window_classes)
                 owned.append(tiling.owned_by_window(window_boxes, area, scaled.width, scaled.height,
                                                     self.pixel_scale.window, self.pixel_scale.overlap))
-        boxes, scores = np.concatenate(boxes), np.concatenate(scores)
-        classes, owned = np.concatenate(classes), np.concatenate(owned)
-        if len(areas) > 1:
+        return {"boxes": np.concatenate(boxes).tolist(), "scores": np.concatenate(scores).tolist(),
+                "classes": np.concatenate(classes).astype(int).tolist(), "owned": np.concatenate(owned).tolist(),
+                "windows": len(areas)}
+
+    def merge_window_parts(self, parts: Sequence[dict], filename: str = "") -> list:
+        """``Detection`` list of one image, best first, from the ``detect_window_range`` results of all its windows."""
+        from helpers.detection import tiling
+
+        boxes = np.asarray([box for part in parts for box in part["boxes"]], dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray([score for part in parts for score in part["scores"]], dtype=np.float64)
+        classes = np.asarray([value for part in parts for value in part["classes"]], dtype=np.int64)
+        owned = np.asarray([value for part in parts for value in part["owned"]], dtype=bool)
+        if parts and parts[0]["windows"] > 1:
             kept = tiling.merge_detections(boxes, scores, classes, owned, self.nms_iou_threshold)
         else:
             kept = np.argsort(-scores, kind="stable")

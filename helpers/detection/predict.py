@@ -276,6 +276,18 @@ def predict_image(detector, path: pathlib.Path, output_dir: pathlib.Path, thresh
     pixels = tiling.open_image(path)
     candidates = detector.detect(pixels, score_threshold=min(threshold, CANDIDATE_SCORE_FLOOR), filename=path.name,
                                  object_size_ratio=object_size_ratio)
+    return write_image_files(detector, path, pixels, candidates, output_dir, threshold, object_size_ratio, colours,
+                             output_stem)
+
+
+def write_image_files(detector, path: pathlib.Path, pixels, candidates: list, output_dir: pathlib.Path,
+                      threshold: float, object_size_ratio: float, colours, output_stem: str | None = None
+                      ) -> ImagePrediction:
+    """``voc/<stem>.xml`` and ``overlays/<stem>.png`` of one image from its candidates (``predict_image``'s end).
+
+    ``pixels``: the image (a ``tiling.ImageSource``); also used by the Dask job once the parts of a very large
+    image are joined, so both write the same files.
+    """
     found = [detection for detection in candidates if detection.score >= threshold]
     height, width = pixels.height, pixels.width
     windows = (detector.pixel_scale.windows_for(width, height, object_size_ratio)

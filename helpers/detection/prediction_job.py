@@ -8,6 +8,12 @@ writes the folder's files with ``predict.write_folder_files``, as ``predict.pred
 predictions.csv, counts.csv, COCO results, the QuPath/Fiji/napari/Label Studio files and
 prediction_settings.json. The candidates below the threshold (the annotation loop's ranking) stay in the
 notebook's single-process prediction.
+
+An image of more than ``WINDOWS_PER_PART`` windows at the model's scale (a slide, a stitched scan) is cut
+into parts of that many windows (``image_parts``, from the file's header): each part is a work item
+(``predict_part``: ``ExportedDetector.detect_window_range``), and the worker that completes the image joins
+the parts (``join_parts``: ``ExportedDetector.merge_window_parts``, the merge across seams of ``detect``) and
+writes its VOC and overlay, so the files are the single-process ones.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ import pathlib
 import types
 from typing import Iterable
 
-from helpers import errors, figures, prediction_formats, prediction_jobs, runs
+from helpers import errors, figures, images, prediction_formats, prediction_jobs, runs
 
 BOX_FIELDS = ("class_name", "score", "xmin", "ymin", "xmax", "ymax")
+# Windows per work item of a very large image (4 calls of the model's 4-window batches): a 10,000-px slide
+# at BCCD's scale (961 windows) becomes 61 work items spread over the workers; a BCCD-sized field stays whole.
+WINDOWS_PER_PART = 16
 
 
 def load(exported_folder: str):
@@ -86,6 +95,51 @@ def predict_images(loaded, paths: list[pathlib.Path], output_dir: str, threshold
     return outcomes
 
 
+def image_parts(path: pathlib.Path, pixel_scale, object_size_ratio: float, windows_per_part: int) -> int:
+    """How many work items an image is (``TaskPredictor.parts``): one per ``windows_per_part`` of its windows.
+
+    Read from the file's header on the client; 1 for an image of at most ``windows_per_part`` windows and for a
+    model without pixel scale.
+    """
+    import math
+
+    if pixel_scale is None:
+        return 1
+    width, height = images.image_size(path)
+    windows = pixel_scale.windows_for(width, height, object_size_ratio)
+    return 1 if windows <= windows_per_part else math.ceil(windows / windows_per_part)
+
+
+def predict_part(loaded, path: pathlib.Path, part: int, parts: int, threshold: float,
+                 object_size_ratio: float) -> dict:
+    """Windows of part ``part`` of ``parts`` of one image (``ExportedDetector.detect_window_range``), and its size."""
+    import math
+
+    from helpers.detection import predict, tiling
+
+    detector, _ = loaded
+    source = tiling.open_image(path)
+    windows = detector.window_count(source.width, source.height, object_size_ratio)
+    per_part = math.ceil(windows / parts)
+    result = detector.detect_window_range(source, min(threshold, predict.CANDIDATE_SCORE_FLOOR), object_size_ratio,
+                                          part * per_part, (part + 1) * per_part)
+    return {**result, "size": [source.width, source.height]}
+
+
+def join_parts(loaded, path: pathlib.Path, results: list[dict], output_dir: str, threshold: float,
+               object_size_ratio: float, images_root: str = "") -> dict:
+    """The image's record from all its parts: merged across seams as ``detect`` merges them; its VOC and overlay."""
+    from helpers.detection import predict, tiling
+
+    detector, colours = loaded
+    candidates = detector.merge_window_parts(results, filename=path.name)
+    image = predict.write_image_files(detector, path, tiling.open_image(path), candidates, pathlib.Path(output_dir),
+                                      threshold, object_size_ratio, colours,
+                                      output_stem(path, images_root) if images_root else None)
+    boxes = [[getattr(detection, field) for field in BOX_FIELDS] for detection in image.found]
+    return {"boxes": boxes, "size": list(image.size), "windows": image.windows}
+
+
 def merge(output_dir: pathlib.Path, records: Iterable[dict], detector: types.SimpleNamespace, threshold: float,
           object_size_ratio: float, count_each_object_once: bool, run_root: str, images_folder_name: str) -> None:
     """The folder's files from the per-image records (in name order), as ``predict.predict_folder`` writes them."""
@@ -119,9 +173,13 @@ def images_folder_name(images_argument: str) -> str:
 
 
 def job_predictor(run: runs.RunFolder, output_dir: str | pathlib.Path, images_argument: str,
-                  object_size_ratio: float | str = 1.0, count_each_object_once: bool = True
-                  ) -> prediction_jobs.TaskPredictor:
-    """The ``TaskPredictor`` of a run's exported detector writing into ``output_dir`` (the job's output folder)."""
+                  object_size_ratio: float | str = 1.0, count_each_object_once: bool = True,
+                  windows_per_part: int = WINDOWS_PER_PART) -> prediction_jobs.TaskPredictor:
+    """The ``TaskPredictor`` of a run's exported detector writing into ``output_dir`` (the job's output folder).
+
+    An image of more than ``windows_per_part`` windows at the model's scale is cut into parts of that many
+    windows, each a work item of its own.
+    """
     from helpers.detection import predict
 
     exported = run.exported_model
@@ -133,7 +191,12 @@ def job_predictor(run: runs.RunFolder, output_dir: str | pathlib.Path, images_ar
     merge_function = functools.partial(merge, detector=detector, threshold=detector.score_threshold,
                                        object_size_ratio=ratio, count_each_object_once=bool(count_each_object_once),
                                        run_root=str(run.root), images_folder_name=images_folder_name(images_argument))
-    return prediction_jobs.TaskPredictor(prediction_jobs.model_key(run.root, exported / "saved_model.pb"),
-                                         functools.partial(load, str(exported)), predict_function,
-                                         tuple(prediction_formats.PREDICTION_COLUMNS), recursive=False,
-                                         merge=merge_function)
+    root = str(images_root(images_argument))
+    return prediction_jobs.TaskPredictor(
+        prediction_jobs.model_key(run.root, exported / "saved_model.pb"), functools.partial(load, str(exported)),
+        predict_function, tuple(prediction_formats.PREDICTION_COLUMNS), recursive=False, merge=merge_function,
+        parts=functools.partial(image_parts, pixel_scale=detector.pixel_scale, object_size_ratio=ratio,
+                                windows_per_part=max(1, int(windows_per_part))),
+        predict_part=functools.partial(predict_part, threshold=detector.score_threshold, object_size_ratio=ratio),
+        join_parts=functools.partial(join_parts, output_dir=output, threshold=detector.score_threshold,
+                                     object_size_ratio=ratio, images_root=root))
