@@ -343,15 +343,3 @@ def test_overlays_of_huge_images_are_downscaled_for_display():
     assert overlay.shape == (1229, 2048, 3)
     factor = 2048 / 5000
     assert overlay[int(2200 * factor), int(4000 * factor)].tolist() == [255, 0, 0]
-
-
-def test_auto_lets_three_quarters_of_the_smallest_class_match_the_smallest_anchor():
-    # BCCD's platelets in 3x3 fields: 32 to 46 px (median 39). At the median's bare minimum (scale 0.58) half
-    # of them would be below 22.6 px and unmatched; auto raises the scale until the 25th percentile reaches it.
-    platelets = np.array([(size, size) for size in np.linspace(32, 46, 57)])
-    chosen = tiling.choose_scale({"Platelets": platelets, "RBC": sizes((100, 100))}, sizes((1920, 1440)), 384)
-    quarter = np.percentile(platelets[:, 0], 25)
-    assert quarter * chosen.scale >= tiling.MIN_OBJECT_PIXELS
-    assert chosen.scale == pytest.approx(0.638)  # 22.6 / 35.5, rounded up to 3 digits
-    assert np.median(platelets[:, 0]) * chosen.scale > tiling.MIN_OBJECT_PIXELS + 2
-    assert "three quarters of the smallest class (Platelets: 36 px or more)" in chosen.reason

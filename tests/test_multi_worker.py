@@ -221,3 +221,38 @@ def test_two_worker_processes_train_the_same_detector_and_only_the_chief_writes(
         assert (run / name).exists(), name
     assert [row.split(",")[0] for row in (run / "history.csv").read_text(encoding="utf-8").splitlines()] == \
         ["epoch", "1", "2"]
+
+
+# The grading notebook's steps on each worker (the classifier's loop with the CORAL head and thresholds).
+GRADING_WORKER_SCRIPT = """
+import sys
+import numpy as np
+from helpers.grading import workflow
+images, labels, weights_file, models = sys.argv[1:5]
+session = workflow.start("quick", images_dir=images, labels_csv=labels, num_grades=3, referable_threshold=1,
+                         model_path=models, model_name="run", image_size=32, epochs=1, batch_size=8, steps_per_epoch=2)
+session.check_data()
+session.prepare_backbone()
+session.train()
+model = session.training.result.model
+np.savez(weights_file, trainable=np.array([w.path for w in model.trainable_weights]),
+         thresholds=np.asarray(session.training.thresholds or [], dtype=float), **{w.path: np.asarray(w) for w in model.weights})
+print("RUN_ROOT", session.run.root, flush=True)
+print("STRATEGY", session.training.result.strategy, flush=True)  # the training report's hardware sentence
+"""
+
+
+@pytest.mark.slow
+def test_two_worker_processes_train_the_same_grader_and_only_the_chief_writes(tmp_path):
+    from helpers.grading import demo_data
+
+    images_dir, labels_csv = demo_data.make_grading_demo(tmp_path / "data", patients_per_grade=3, num_grades=3,
+                                                         image_size=32)
+    _, (chief, worker) = train_on_two_workers(tmp_path, GRADING_WORKER_SCRIPT, [str(images_dir), str(labels_csv)])
+    trainable = list(chief["trainable"])
+    assert trainable and all(np.array_equal(chief[name], worker[name]) for name in trainable)
+    assert np.array_equal(chief["thresholds"], worker["thresholds"])  # chosen on the same validation predictions
+    run = tmp_path / "models" / "run"
+    for name in ("config.yaml", "split.json", "history.csv", "grading.json", "training_report.pdf"):
+        assert (run / name).exists(), name
+    assert len((run / "history.csv").read_text(encoding="utf-8").splitlines()) == 2  # header + 1 epoch, written once

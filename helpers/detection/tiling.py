@@ -47,12 +47,6 @@ LARGEST_ANCHOR_PIXELS = 813
 # below this at the chosen scale gets at most its one forced anchor per box: measured, BCCD's
 # platelets at 16 px (image_size 256) were never found (docs/benchmarks.md §9b).
 MIN_OBJECT_PIXELS = SMALLEST_ANCHOR_PIXELS / math.sqrt(2)
-# auto raises the scale until this percentile of the smallest class reaches MIN_OBJECT_PIXELS, so that
-# three quarters of its boxes can be matched. Measured on BCCD (docs/benchmarks.md §10c, §10i): with the
-# median at the bare minimum (scale 0.578) half the platelets could not be matched and their AP50 was
-# 0.642 on 3x3 fields; at the 25th percentile (scale 0.64) 0.758, and the model trained on 3x3 fields came
-# within 0.015 of the single-image model (0.836 against 0.851 test mAP50).
-AUTO_SIZE_PERCENTILE = 25
 # auto never enlarges images more than this (the cost grows with its square).
 MAX_AUTO_SCALE = 2.0
 # Windows overlap by at least this many input pixels (context for objects near a seam).
@@ -161,28 +155,26 @@ def choose_scale(box_sizes: Mapping[str, np.ndarray], image_sizes: np.ndarray, w
 
     Returns:
         ``PixelScale``. With ``auto``: the scale that fits the median image into one window,
-        raised so that three quarters of every class's boxes (its ``AUTO_SIZE_PERCENTILE``-th
-        percentile) are at least ``MIN_OBJECT_PIXELS`` (at most
+        raised so that every class's median box is at least ``MIN_OBJECT_PIXELS`` (at most
         ``MAX_AUTO_SCALE``), and lowered again where the largest box would not fit one window
         (never below the one-window scale).
     """
     image_sizes = np.asarray(image_sizes, dtype=float).reshape(-1, 2)
     longest = float(np.median(image_sizes.max(axis=1))) if len(image_sizes) else float(window)
     whole = window / max(longest, 1.0)
-    # "small": the AUTO_SIZE_PERCENTILE-th percentile of each class's typical size (image pixels)
-    small = {name: float(np.percentile(typical_size(sizes[:, 0], sizes[:, 1]), AUTO_SIZE_PERCENTILE))
-             for name, sizes in box_sizes.items() if len(sizes)}
+    medians = {name: float(np.median(typical_size(sizes[:, 0], sizes[:, 1])))
+               for name, sizes in box_sizes.items() if len(sizes)}
     all_sizes = [np.asarray(sizes, float).reshape(-1, 2) for sizes in box_sizes.values() if len(sizes)]
     largest_side = float(max((sizes.max() for sizes in all_sizes), default=0.0))
     if requested is not None:
         scale, chosen_by = float(requested), "user"
         reason = f"the scale typed in pixel_scale."
-    elif not small:
+    elif not medians:
         scale, chosen_by = _round_scale(whole), AUTO
         reason = f"no boxes to measure, so the median image ({longest:.0f} px) fits one window."
     else:
-        smallest_class = min(small, key=small.get)
-        needed = MIN_OBJECT_PIXELS / max(small[smallest_class], 1e-6)
+        smallest_class = min(medians, key=medians.get)
+        needed = MIN_OBJECT_PIXELS / max(medians[smallest_class], 1e-6)
         scale = max(whole, needed)
         if scale > whole and largest_side > 0:
             # Tiles are used: the largest object must still fit inside one window. (Small objects win
@@ -191,17 +183,15 @@ def choose_scale(box_sizes: Mapping[str, np.ndarray], image_sizes: np.ndarray, w
             scale = max(whole, min(scale, (window - 2 * SEAM_MARGIN_PIXELS) / largest_side))
         scale = _round_scale(min(scale, max(MAX_AUTO_SCALE, whole)), up=scale > whole)
         chosen_by = AUTO
-        at_scale = small[smallest_class] * scale
+        at_scale = medians[smallest_class] * scale
         if scale <= _round_scale(whole) + 1e-9:
-            reason = (f"the median image ({longest:.0f} px) fits one window, and three quarters of the smallest "
-                      f"class ({smallest_class}, {small[smallest_class]:.0f} px or more) are then at least "
-                      f"{at_scale:.0f} px wide.")
+            reason = (f"the median image ({longest:.0f} px) fits one window, and the smallest class "
+                      f"({smallest_class}, median {medians[smallest_class]:.0f} px) is then {at_scale:.0f} px wide.")
         else:
-            reason = (f"three quarters of the smallest class ({smallest_class}: {small[smallest_class]:.0f} px or "
-                      f"more) must be at least {MIN_OBJECT_PIXELS:.0f} px for the smallest anchor "
-                      f"({SMALLEST_ANCHOR_PIXELS} px) to match them; they are {at_scale:.0f} px or more at this scale "
-                      f"(shrinking the whole {longest:.0f}-px image into one window would make them "
-                      f"{small[smallest_class] * whole:.0f} px).")
+            reason = (f"the smallest class ({smallest_class}, median {medians[smallest_class]:.0f} px) must be at "
+                      f"least {MIN_OBJECT_PIXELS:.0f} px for the smallest anchor ({SMALLEST_ANCHOR_PIXELS} px); it is "
+                      f"{at_scale:.0f} px at this scale (shrinking the whole {longest:.0f}-px image into one window "
+                      f"would make it {medians[smallest_class] * whole:.0f} px).")
     overlap = overlap_for(largest_side * scale, window)
     longer_sides = np.concatenate([sizes.max(axis=1) for sizes in all_sizes]) if all_sizes else np.zeros(1)
     training_overlap = min(overlap, overlap_for(float(np.median(longer_sides)) * scale, window))
