@@ -38,9 +38,11 @@ demo: $(STAMP)
 # Two pytest-xdist workers, one test file each at a time (--dist loadfile keeps a file's module-scoped
 # trained model in one worker): CI has 2 cores, and half of a notebook test is single-threaded Python
 # (kernel start, imports, PDFs) that the other worker's training overlaps. TEST_WORKERS=0 runs in one process.
+# The longest files start first (tests/file_order.py; --no-loadscope-reorder keeps that order instead of
+# xdist's most-tests-first), and the log ends with the time per worker and per file.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	PYDEVD_DISABLE_FILE_VALIDATION=1 $(BIN)/python -m pytest -ra --durations=20 -n $(TEST_WORKERS) --dist loadfile
+	PYDEVD_DISABLE_FILE_VALIDATION=1 $(BIN)/python -m pytest -ra --durations=20 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Checks that the benchmark scripts run (a few minutes); the real runs are in docs/benchmarks.md.
 bench-smoke: $(STAMP)

@@ -4,6 +4,8 @@ import pathlib
 
 import pytest
 
+from tests import file_order
+
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPOSITORY_ROOT.parent / "shared" / "data"
 
@@ -80,3 +82,24 @@ def pytest_report_header(config):
     source = constraints.read_text(encoding="utf-8").splitlines()[1].lstrip("# ") if constraints.is_file() else "none"
     return [f"environment: Python {platform.python_version()}, " + ", ".join(found),
             f"constraints/colab-gpu.txt: {source}"]
+
+
+FILE_TIMES = file_order.FileTimes()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest test files first, so that both xdist workers stay busy to the end (see ``tests/file_order.py``)."""
+    file_order.order_longest_files_first(items)
+
+
+def pytest_runtest_logreport(report):
+    FILE_TIMES.add(report)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Prints each worker's busy time and the longest files, the numbers ``LONGEST_FILES_FIRST`` is updated from."""
+    lines = FILE_TIMES.table()
+    if lines:
+        terminalreporter.write_sep("=", "time per test file (setup + call + teardown), longest 15")
+        for line in lines:
+            terminalreporter.write_line(line)
