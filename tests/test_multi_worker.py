@@ -21,7 +21,10 @@ from helpers import errors, runs, training_cluster
 from helpers.classification.config import ClassificationConfig
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
-WORKER_SECONDS = 600  # one worker waits for the other at every step; CI machines are shared
+# A worker whose partner died waits for it at every step: the bound ends such a test. Not a speed check:
+# the detection test takes about 450 s on an idle 2-core machine, and 600 s ended it while other jobs
+# shared the cores (2026-12-07); CI machines are shared too.
+WORKER_SECONDS = 1500
 
 # What each worker process runs: the notebook's steps 1-4, then its final weights saved to argv[2].
 WORKER_SCRIPT = """
